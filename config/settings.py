@@ -1,0 +1,153 @@
+"""Frozen, typed settings the gateway runs on; built only by `config.loader`.
+
+Routing's own types (lines, SLA table) live in `routing.model`; the rest is here, one dataclass
+per section of `defaults.toml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from routing.model import RoutingConfig
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """SMTP intake and outbound mail."""
+
+    addresses: tuple[str, ...]
+    from_address: str
+    max_message_bytes: int
+    max_recipients: int
+    max_attachment_bytes: int
+    ack_window: timedelta
+    idle_timeout: timedelta
+    parse_timeout: timedelta
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """Twilio credentials and API base (WhatsApp, voice, Click2Call)."""
+
+    account_sid: str | None
+    auth_token: str | None
+    api_base: str
+
+    @property
+    def enabled(self) -> bool:
+        """Twilio endpoints answer 503 unless both credentials are set."""
+        return bool(self.account_sid and self.auth_token)
+
+
+@dataclass(frozen=True)
+class WhatsAppSettings:
+    """The WhatsApp sender and its media limits."""
+
+    number: str
+    template_content_sid: str | None
+    session_window: timedelta
+    max_media_bytes: int
+    media_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """Telegram bot credentials and API base."""
+
+    bot_token: str | None
+    webhook_secret: str | None
+    api_base: str
+
+    @property
+    def enabled(self) -> bool:
+        """The Telegram endpoint answers 503 unless token and secret are set."""
+        return bool(self.bot_token and self.webhook_secret)
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """TwiML speech and voicemail settings of the phone lines."""
+
+    language: str
+    voice: str
+    language_en: str
+    voice_en: str
+    max_voicemail_seconds: int
+    dial_timeout: int
+
+
+@dataclass(frozen=True)
+class WebchatSettings:
+    """Chat widget limits and allowed embedding origins."""
+
+    allowed_origins: tuple[str, ...]
+    max_frame_bytes: int
+    messages_per_minute: int
+    max_sockets_per_ip: int
+    heartbeat: timedelta
+
+
+@dataclass(frozen=True)
+class Click2CallSettings:
+    """Toll-fraud guard and retry policy of website callbacks."""
+
+    max_calls_per_number_per_hour: int
+    max_calls_per_ip_per_hour: int
+    allowed_origins: tuple[str, ...]
+    retry_delay: timedelta
+
+
+@dataclass(frozen=True)
+class Team:
+    """An L2/L3 team and the topics or accounts it takes."""
+
+    name: str
+    level: str
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """Closure categories and teams."""
+
+    categories: tuple[str, ...]
+    teams: Mapping[str, Team]
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Retry policy of everything sent to customers."""
+
+    max_attempts: int
+    base_delay: timedelta
+    max_delay: timedelta
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole effective configuration."""
+
+    routing: RoutingConfig
+    db_url: str
+    http_host: str
+    http_port: int
+    smtp_host: str
+    smtp_port: int
+    public_url: str
+    smtp_relay: tuple[str, int] | None
+    secret_key: str | None
+    shutdown_timeout: timedelta
+    max_body_bytes: int
+    email: EmailSettings
+    whatsapp: WhatsAppSettings
+    twilio: TwilioSettings
+    telegram: TelegramSettings
+    voice: VoiceSettings
+    webchat: WebchatSettings
+    click2call: Click2CallSettings
+    incidents: IncidentSettings
+    outbox: OutboxSettings
+    effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -1,0 +1,1 @@
+"""CallMyWay intake gateway: every customer contact becomes a tracked incident in one live queue."""

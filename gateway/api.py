@@ -1,0 +1,209 @@
+"""The agent API's read side, health and metrics (CONTRACT "HTTP").
+
+Every object lookup goes through `visible_incident`, which checks the caller's access: a
+tracking number grants nothing by itself (checklist A1).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.auth import User, user_by_token
+from gateway.errors import Forbidden, NotFound, Rejected
+from gateway.model import CHANNELS, OPEN_STATUSES
+from gateway.repo import Row, Tx
+from gateway.tracking import parse_tracking
+from gateway.views import incident_json, summary_json
+from routing.model import LEVELS, SEVERITIES
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+MAX_LIMIT = 200
+
+
+def gw_of(request: web.Request) -> Gateway:
+    """The gateway services of the app handling this request."""
+    from gateway.app import GW
+
+    return request.app[GW]
+
+
+async def current_user(request: web.Request) -> User:
+    """The authenticated agent (bearer token, else a session), or 401."""
+    cached = request.get("user")
+    if isinstance(cached, User):
+        return cached
+    gw = gw_of(request)
+    header = request.headers.get("Authorization", "")
+    user: User | None = None
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+        if token:
+            user = await gw.store.read(lambda tx: user_by_token(tx, token))
+        if user is None:
+            raise web.HTTPUnauthorized(reason="invalid API token")
+    else:
+        for authenticate in gw.authenticators:
+            user = await authenticate(request)
+            if user is not None:
+                break
+    if user is None:
+        raise web.HTTPUnauthorized(
+            reason="authentication required: Authorization: Bearer TOKEN",
+            headers={"WWW-Authenticate": 'Bearer realm="callmyway"'},
+        )
+    request["user"] = user
+    return user
+
+
+def can_see(user: User, row: Row) -> bool:
+    """Whether the user may read this incident: its level is one the user works."""
+    return row["level"] in user.levels
+
+
+def visible_incident(tx: Tx, user: User, tracking: str) -> Row:
+    """The incident row if it exists and the user may see it; 404 otherwise (no oracle)."""
+    canonical = parse_tracking(tracking)
+    row = tx.incident_by_tracking(canonical) if canonical else None
+    if row is None or not can_see(user, row):
+        raise NotFound(f"no incident {tracking} in your queues")
+    return row
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    value = value.upper() if name in ("level", "country", "severity") else value
+    if value not in allowed:
+        raise Rejected(f"{name} must be one of: {', '.join(allowed)}", field=name)
+    return value
+
+
+def queue_rows(
+    tx: Tx, *, level: str, team_first: str | None, filters: dict[str, str], limit: int
+) -> list[Row]:
+    """Open incidents of one level, most urgent SLA deadline first."""
+    # The open-status condition is written literally so SQLite picks the partial index.
+    sql = (
+        "SELECT * FROM incidents WHERE level = ?"
+        " AND status IN ('new', 'in_progress', 'waiting_customer')"
+    )
+    params: list[Any] = [level]
+    for column, value in filters.items():
+        sql += f" AND {column} = ?"
+        params.append(value)
+    order = " ORDER BY urgent_due, id"
+    if team_first:
+        order = " ORDER BY (team IS ?) DESC, urgent_due, id"
+        params.append(team_first)
+    return tx.all(sql + order + " LIMIT ?", (*params, limit))
+
+
+async def queue(request: web.Request) -> web.Response:
+    """GET /api/v1/queue: open incidents of a level, most urgent first."""
+    user = await current_user(request)
+    gw = gw_of(request)
+    level = _choice(request, "level", LEVELS) or user.levels[0]
+    if level not in user.levels:
+        raise Forbidden(f"your role ({user.role}) does not work the {level} queue", field="level")
+    lines = tuple(gw.settings.routing.lines)
+    filters = {
+        k: v
+        for k, v in {
+            "country": _choice(request, "country", lines),
+            "status": _choice(request, "status", OPEN_STATUSES),
+            "channel": _choice(request, "channel", CHANNELS),
+            "severity": _choice(request, "severity", SEVERITIES),
+        }.items()
+        if v
+    }
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise Rejected("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Rejected(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    team = user.team if user.role in ("l2", "l3") else None
+    now = gw.clock()
+    window = gw.settings.routing.at_risk_window
+
+    def read(tx: Tx) -> list[dict[str, Any]]:
+        rows = queue_rows(tx, level=level, team_first=team, filters=filters, limit=limit)
+        return [summary_json(r, tx.contact(r["contact_id"]), now, window) for r in rows]
+
+    incidents = await gw.store.read(read)
+    return web.json_response({"level": level, "incidents": incidents})
+
+
+async def incident(request: web.Request) -> web.Response:
+    """GET /api/v1/incidents/{tracking}: one incident, whole."""
+    user = await current_user(request)
+    gw = gw_of(request)
+    tracking = request.match_info["tracking"]
+    now = gw.clock()
+    window = gw.settings.routing.at_risk_window
+
+    def read(tx: Tx) -> dict[str, Any]:
+        return incident_json(tx, visible_incident(tx, user, tracking), now, window)
+
+    return web.json_response(await gw.store.read(read))
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/attachments/{token}: a download, never rendered inline."""
+    user = await current_user(request)
+    gw = gw_of(request)
+    token = request.match_info["token"]
+
+    def read(tx: Tx) -> Row:
+        row = tx.one(
+            "SELECT a.*, i.level, i.team, i.status FROM attachments a"
+            " JOIN messages m ON m.id = a.message_id JOIN incidents i ON i.id = m.incident_id"
+            " WHERE a.token = ?",
+            (token,),
+        )
+        if row is None or not can_see(user, row) or row["data"] is None:
+            raise NotFound("no such attachment")
+        return row
+
+    row = await gw.store.read(read)
+    filename = "".join(c for c in row["filename"] if c.isprintable() and c not in '"\\') or "file"
+    return web.Response(
+        body=row["data"],
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 when the database answers, 503 otherwise."""
+    gw = gw_of(request)
+    if await gw.store.ping():
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format, gauges refreshed from the database."""
+    gw = gw_of(request)
+    await gw.scheduler.refresh_gauges()
+    return web.Response(
+        body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+def setup(app: web.Application) -> None:
+    """Register the read-side routes."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/queue", queue)
+    app.router.add_get("/api/v1/incidents/{tracking}", incident)
+    app.router.add_get("/api/v1/attachments/{token}", attachment)

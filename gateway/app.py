@@ -1,0 +1,149 @@
+"""Composition root: `create_app(settings, *, clock, store)` wires the core and the adapters.
+
+Adapters are listed explicitly in `adapters.ADAPTERS`; each `setup(gw)` adds its routes, senders,
+job handlers, migrations and background listeners. Start-up order: store (open, migrate,
+secret key) → workers → adapters' listeners; shutdown runs in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from config.settings import Settings
+from gateway import api
+from gateway.auth import User
+from gateway.bus import Bus
+from gateway.http import error_middleware
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from gateway.replies import ReplyGuard
+from gateway.scheduler import Scheduler
+from gateway.store import SqliteStore, Store, sqlite_path
+from gateway.texts import Texts
+from gateway.timeutil import Clock, utcnow
+
+log = logging.getLogger(__name__)
+AdapterSetup = Callable[["Gateway"], None]
+
+
+@dataclass
+class Gateway:
+    """The services one running gateway is made of; adapters receive this in `setup`."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    texts: Texts
+    bus: Bus
+    metrics: Metrics
+    intake: Intake
+    outbox: Outbox
+    scheduler: Scheduler
+    app: web.Application
+    migrations: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
+    authenticators: list[Callable[[web.Request], Awaitable[User | None]]] = field(
+        default_factory=list
+    )
+    secret_key: str = ""
+    reply_guards: dict[str, ReplyGuard] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def add_migrations(self, component: str, migrations: list[tuple[int, str]]) -> None:
+        """Tables an adapter owns, applied after the core's at start."""
+        self.migrations.append((component, migrations))
+
+    def after_commit(self, notice: dict[str, Any]) -> None:
+        """Publish a committed change and wake the outbox (new rows may be due)."""
+        self.bus.publish(notice)
+        self.outbox.wake()
+
+
+GW = web.AppKey("gw", Gateway)
+
+
+def make_store(settings: Settings) -> Store:
+    """The store named by the settings' database URL."""
+    return SqliteStore(sqlite_path(settings.db_url))
+
+
+async def prepare_store(gw: Gateway) -> None:
+    """Open, migrate, and load (or create once) the secret key."""
+    await gw.store.open()
+    await gw.store.migrate(gw.migrations)
+    if gw.settings.secret_key:
+        gw.secret_key = gw.settings.secret_key
+    else:
+        fresh = secrets.token_urlsafe(32)
+        gw.secret_key = await gw.store.transact(lambda tx: tx.meta_set_default("secret_key", fresh))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    store: Store | None = None,
+    adapters: Mapping[str, AdapterSetup] | None = None,
+) -> web.Application:
+    """Build the whole gateway as an aiohttp application (listeners start with the app)."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    store = store or make_store(settings)
+    metrics = Metrics()
+    bus = Bus()
+    texts = Texts()
+    outbox = Outbox(store, clock, settings.outbox, bus, metrics)
+    intake = Intake(settings, store, clock, texts, bus, metrics)
+    gw = Gateway(
+        settings=settings,
+        store=store,
+        clock=clock,
+        texts=texts,
+        bus=bus,
+        metrics=metrics,
+        intake=intake,
+        outbox=outbox,
+        scheduler=Scheduler(store, clock, metrics, bus),
+        app=app,
+    )
+    app[GW] = gw
+    intake.on_commit = outbox.wake
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_workers_ctx)
+    api.setup(app)
+    if adapters is None:
+        from adapters import ADAPTERS
+
+        adapters = ADAPTERS
+    for name, setup in adapters.items():
+        log.debug("setting up adapter %s", name)
+        setup(gw)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GW]
+    await prepare_store(gw)
+    yield
+    await gw.store.close()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GW]
+    tasks = [
+        asyncio.create_task(gw.outbox.run(), name="outbox"),
+        asyncio.create_task(gw.scheduler.run(), name="scheduler"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,167 @@
+"""Command line: serve, migrate, check-config, user add, token create (CONTRACT "Running it").
+
+A configuration problem prints one line naming the setting and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from config.loader import ConfigError, load_settings, masked
+from config.settings import Settings
+from gateway.errors import GatewayError
+from gateway.logs import configure
+from gateway.repo import Tx
+from gateway.timeutil import utcnow
+
+T = TypeVar("T")
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run HTTP, SMTP and the scheduler in one process")
+    sub.add_parser("migrate", help="create or migrate the database schema, then exit")
+    sub.add_parser("check-config", help="validate and print the effective configuration")
+    user = sub.add_parser("user", help="manage agents").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", help="create an agent")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["l1", "l2", "l3", "supervisor", "admin"])
+    add.add_argument("--team")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="print a new API token for a user")
+    create.add_argument("name")
+    telegram = sub.add_parser("telegram", help="Telegram bot").add_subparsers(
+        dest="action", required=True
+    )
+    telegram.add_parser("set-webhook", help="register GATEWAY_PUBLIC_URL/webhooks/telegram")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    env = os.environ if env is None else env
+    configure()
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _COMMANDS[args.command](settings, args)
+    except GatewayError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+
+    async def announce(_app: web.Application) -> None:
+        print(
+            f"CallMyWay gateway: HTTP on http://{settings.http_host}:{settings.http_port}"
+            f" (public URL {settings.public_url}),"
+            f" SMTP on {settings.smtp_host}:{settings.smtp_port}, database {settings.db_url}\n"
+            "Create the first agent:  python -m gateway user add NAME --role supervisor"
+            " --password-stdin\n"
+            "API token for it:        python -m gateway token create NAME",
+            flush=True,
+        )
+
+    app.on_startup.append(announce)
+    web.run_app(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout=settings.shutdown_timeout.total_seconds(),
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+async def _with_store(settings: Settings, fn: Callable[[Tx], T]) -> T:
+    """Open the database with every migration (core and adapters), run `fn`, close."""
+    from gateway.app import GW, create_app
+
+    gw = create_app(settings)[GW]  # built only to collect the adapters' migrations
+    await gw.store.open()
+    try:
+        await gw.store.migrate(gw.migrations)
+        return await gw.store.transact(fn)
+    finally:
+        await gw.store.close()
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_with_store(settings, lambda tx: None))
+    print(f"database {settings.db_url} is up to date")
+    return 0
+
+
+def _check_config(settings: Settings, args: argparse.Namespace) -> int:
+    print(json.dumps(masked(settings), indent=2, ensure_ascii=False, default=str))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth import add_user
+
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            print("error: empty password on stdin", file=sys.stderr)
+            return 1
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ") or None
+    user = asyncio.run(
+        _with_store(
+            settings, lambda tx: add_user(tx, args.name, args.role, args.team, password, utcnow())
+        )
+    )
+    print(f"user {user.name} ({user.role}{', team ' + user.team if user.team else ''}) created")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth import create_token
+
+    print(asyncio.run(_with_store(settings, lambda tx: create_token(tx, args.name, utcnow()))))
+    return 0
+
+
+def _telegram(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters import ADAPTERS
+
+    command: Any = getattr(ADAPTERS.get("telegram"), "set_webhook_command", None)
+    if command is None:
+        print("error: the Telegram adapter is not installed", file=sys.stderr)
+        return 1
+    return int(asyncio.run(command(settings)))
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": _serve,
+    "migrate": _migrate,
+    "check-config": _check_config,
+    "user": _user,
+    "token": _token,
+    "telegram": _telegram,
+}

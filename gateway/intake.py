@@ -1,0 +1,397 @@
+"""The intake pipeline: the one core entry point every channel adapter calls.
+
+accept(inbound): dedupe on (channel, provider id) → thread into an existing incident (quoted
+message ids; a quoted tracking number only for a participant; the contact's open conversation)
+→ otherwise register a new incident routed by `routing/` → commit incident, message, event,
+receipt and outbox rows in one transaction → return the `Receipt` the adapter acknowledges with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from config.settings import Settings
+from gateway.bus import Bus
+from gateway.incident import IncidentState, customer_message, urgent_due
+from gateway.language import detect_language
+from gateway.model import Inbound, Receipt
+from gateway.repo import Row, Tx
+from gateway.store import Store
+from gateway.texts import Texts
+from gateway.timeutil import Clock, iso, parse_iso
+from routing.assign import assign
+from routing.resolve import resolve_line
+from routing.sla import sla_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """What the database-thread part of the intake needs besides the transaction."""
+
+    settings: Settings
+    texts: Texts
+
+
+def state_of(row: Row) -> IncidentState:
+    """An incident row's life-cycle state."""
+    pauses = tuple((parse_iso(a), parse_iso(b)) for a, b in json.loads(row.get("pauses") or "[]"))
+    return IncidentState(
+        status=row["status"],
+        level=row["level"],
+        team=row["team"],
+        severity=row["severity"],
+        claimed_by=row["claimed_by"],
+        attended_at=parse_iso(row["attended_at"]),
+        resolved_at=parse_iso(row["resolved_at"]),
+        category=row["category"],
+        resolution=row["resolution"],
+        pauses=pauses,  # type: ignore[arg-type]
+    )
+
+
+def state_fields(state: IncidentState, row: Row) -> Row:
+    """Columns to write for a new state (urgent_due kept consistent with the SLA)."""
+    due = urgent_due(state, parse_iso(row["attention_due"]), parse_iso(row["solution_due"]))
+    return {
+        "status": state.status,
+        "level": state.level,
+        "team": state.team,
+        "severity": state.severity,
+        "claimed_by": state.claimed_by,
+        "attended_at": iso(state.attended_at),
+        "resolved_at": iso(state.resolved_at),
+        "category": state.category,
+        "resolution": state.resolution,
+        "pauses": json.dumps([[iso(a), iso(b)] for a, b in state.pauses]),
+        "urgent_due": iso(due),
+    }
+
+
+def sender_identity(msg: Inbound) -> str | None:
+    """The identity that threads this channel's messages: address, phone, chat or visitor."""
+    c = msg.contact
+    if msg.channel == "email":
+        return c.email.lower() if c.email else None
+    if msg.channel == "telegram":
+        return c.telegram_chat_id
+    if msg.channel == "webchat":
+        return c.visitor_id
+    return c.phone
+
+
+def _find_contact(tx: Tx, msg: Inbound, now: datetime) -> int:
+    c = msg.contact
+    fields = {
+        "name": c.name,
+        "email": c.email.lower() if c.email else None,
+        "phone": c.phone,
+        "telegram_chat_id": c.telegram_chat_id,
+        "visitor_id": c.visitor_id,
+    }
+    # The channel's own identity first: it is what the customer proved by writing from it.
+    order = {
+        "email": "email",
+        "telegram": "telegram_chat_id",
+        "webchat": "visitor_id",
+    }.get(msg.channel, "phone")
+    if fields.get(order):
+        row = tx.find_contact(order, fields[order])
+        if row:
+            tx.fill_contact(row["id"], **{k: v for k, v in fields.items() if k != order})
+            return int(row["id"])
+    return tx.insert_contact(now, **fields)
+
+
+def _thread_target(tx: Tx, msg: Inbound, sender: str | None) -> tuple[Row | None, str]:
+    """The incident this message continues, and why."""
+    if msg.references:
+        row = tx.incident_by_message_refs(msg.references)
+        if row:
+            return row, "references a message of the incident"
+    for tracking in msg.tracking_hints:
+        row = tx.incident_by_tracking(tracking)
+        if row and sender and tx.is_participant(row["id"], sender):
+            return row, f"quotes {tracking} and the sender takes part in it"
+        if row:
+            log.info("tracking %s quoted by a non-participant: new incident", tracking)
+    if msg.thread_by_contact and sender:
+        row = tx.open_incident_by_conversation(f"{msg.channel}:{sender}")
+        if row:
+            return row, "open conversation of the same contact"
+    return None, ""
+
+
+def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Receipt:
+    """The whole intake inside one transaction (runs in the database thread)."""
+    previous = tx.receipt(msg.channel, msg.provider_id)
+    if previous is not None and previous["incident_id"] is not None:
+        incident = tx.incident(previous["incident_id"])
+        assert incident is not None
+        first = tx.one(
+            "SELECT min(id) AS id FROM messages WHERE incident_id = ? AND direction = 'in'",
+            (incident["id"],),
+        )
+        created = first is not None and first["id"] == previous["message_id"]
+        return _receipt(ctx, tx, incident, previous["message_id"], created=created, duplicate=True)
+    sender = sender_identity(msg)
+    target, why = _thread_target(tx, msg, sender)
+    contact_id = _find_contact(tx, msg, now)
+    follow_up_of = None
+    if target is not None and target["status"] == "closed":
+        follow_up_of, target = target["tracking"], None
+    created = target is None
+    if target is None:
+        target = _register(tx, msg, now, ctx, contact_id, sender)
+        if follow_up_of:
+            tx.insert_event(target["id"], now, "system", "follow_up_of", {"tracking": follow_up_of})
+    else:
+        tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
+        state = state_of(target)
+        new_state, events = customer_message(state, now)
+        if events:
+            fields = state_fields(new_state, target)
+            if new_state.pauses != state.pauses or new_state.status != state.status:
+                fields.update(recompute_sla(ctx, target, new_state, now))
+            fields["updated_at"] = iso(now)
+            tx.update_incident(target["id"], fields)
+            for event in events:
+                tx.insert_event(target["id"], event.at, event.actor, event.kind, event.detail)
+            target = tx.incident(target["id"]) or target
+    message_id = _store_message(tx, msg, now, target["id"], sender)
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=target["id"],
+        message_id=message_id,
+        raw=msg.raw,
+    )
+    receipt = _receipt(ctx, tx, target, message_id, created=created, duplicate=False)
+    if created and msg.acknowledge:
+        _queue_ack(tx, msg, now, target, receipt)
+    return receipt
+
+
+def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime) -> Row:
+    """Attention/solution due times for the incident's current severity and pauses."""
+    cfg = ctx.settings.routing
+    line = cfg.lines.get(row["country"], cfg.default_line)
+    due = sla_due(cfg, line, state.severity, parse_iso(row["registered_at"]), state.pauses, now)
+    fields: Row = {"attention_due": iso(due.attention_due), "solution_due": iso(due.solution_due)}
+    fields["urgent_due"] = iso(urgent_due(state, due.attention_due, due.solution_due))
+    return fields
+
+
+def _register(
+    tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext, contact_id: int, sender: str | None
+) -> Row:
+    cfg = ctx.settings.routing
+    decision = resolve_line(
+        cfg, phone=msg.contact.phone, called=msg.called, chosen_country=msg.chosen_country
+    )
+    a = assign(cfg, decision, now, msg.severity)
+    language = msg.language or detect_language(msg.text) or a.line.language
+    tracking = tx.next_tracking(now)
+    subject = (msg.subject or "").strip() or _first_line(msg.text)
+    fields: Row = {
+        "tracking": tracking,
+        "channel": msg.channel,
+        "country": a.line.code,
+        "line": a.line.number,
+        "level": a.level,
+        "severity": a.severity,
+        "status": "new",
+        "after_hours": int(a.after_hours),
+        "opens_at": iso(a.opens_at),
+        "subject": subject[:200],
+        "description": msg.text,
+        "contact_id": contact_id,
+        "conversation_key": f"{msg.channel}:{sender}" if msg.thread_by_contact and sender else None,
+        "language": language,
+        "occurred_at": iso(msg.occurred_at or msg.received_at or now),
+        "registered_at": iso(now),
+        "registered_by": f"{msg.channel}:{sender or 'anonymous'}",
+        "attention_due": iso(a.sla.attention_due),
+        "solution_due": iso(a.sla.solution_due),
+        "urgent_due": iso(a.sla.attention_due),
+        "routing": json.dumps({"reasons": list(a.reasons), "resolved_country": a.country}),
+        "flags": json.dumps(sorted({*a.flags, *msg.flags})),
+        "updated_at": iso(now),
+    }
+    incident_id = tx.insert_incident(fields)
+    tx.insert_event(
+        incident_id,
+        now,
+        "system",
+        "registered",
+        {"channel": msg.channel, "tracking": tracking, "phase": "registro"},
+    )
+    tx.insert_event(
+        incident_id,
+        now,
+        "system",
+        "routed",
+        {"level": a.level, "line": a.line.code, "reasons": list(a.reasons), "flags": list(a.flags)},
+    )
+    if a.after_hours:
+        tx.insert_event(incident_id, now, "system", "after_hours", {"opens_at": iso(a.opens_at)})
+    row = tx.incident(incident_id)
+    assert row is not None
+    return row
+
+
+def _first_line(text: str) -> str:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""
+
+
+def _store_message(
+    tx: Tx, msg: Inbound, now: datetime, incident_id: int, sender: str | None
+) -> int:
+    message_id = tx.insert_message(
+        {
+            "incident_id": incident_id,
+            "direction": "in",
+            "channel": msg.channel,
+            "author": msg.author or msg.contact.name or sender or "cliente",
+            "sender": sender,
+            "body": msg.text,
+            "html": msg.meta.get("html"),
+            "at": iso(now),
+            "external_ref": msg.message_ref,
+            "flags": json.dumps(list(msg.flags)),
+        }
+    )
+    for att in msg.attachments:
+        tx.insert_attachment(
+            message_id,
+            filename=att.filename,
+            content_type=att.content_type,
+            size=att.size,
+            data=att.data,
+            url=att.url,
+            inline=att.inline,
+            state="stored" if att.data is not None else "pending",
+        )
+    return message_id
+
+
+def _receipt(
+    ctx: IntakeContext,
+    tx: Tx,
+    row: Row,
+    message_id: int | None,
+    *,
+    created: bool,
+    duplicate: bool,
+) -> Receipt:
+    cfg = ctx.settings.routing
+    line = cfg.lines.get(row["country"], cfg.default_line)
+    after_hours = bool(row["after_hours"]) and created
+    opens_at = parse_iso(row["opens_at"]) if after_hours else None
+    text = ctx.texts.render(
+        "ack" if created else "joined",
+        row["language"],
+        tracking=row["tracking"],
+        name=(tx.contact(row["contact_id"]) or {}).get("name"),
+        line=line,
+        after_hours=after_hours,
+        opens_at=opens_at,
+    )
+    return Receipt(
+        tracking=row["tracking"],
+        incident_id=int(row["id"]),
+        message_id=message_id,
+        created=created,
+        duplicate=duplicate,
+        status=row["status"],
+        country=row["country"],
+        language=row["language"],
+        after_hours=after_hours,
+        opens_at=opens_at,
+        ack_text=text,
+    )
+
+
+def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) -> None:
+    recipient = sender_identity(msg)
+    if not recipient:
+        return
+    if msg.ack_window and tx.outbox_sent_since(msg.channel, "ack", recipient, now - msg.ack_window):
+        tx.insert_event(row["id"], now, "system", "ack_suppressed", {"reason": "rate limit"})
+        return
+    payload: dict[str, Any] = {
+        "text": receipt.ack_text,
+        "tracking": receipt.tracking,
+        "language": receipt.language,
+        "after_hours": receipt.after_hours,
+        "opens_at": iso(receipt.opens_at),
+        "subject": row["subject"],
+        "in_reply_to": msg.message_ref,
+        "references": [*msg.references, *([msg.message_ref] if msg.message_ref else [])][-20:],
+        "name": msg.contact.name,
+    }
+    tx.insert_outbox(
+        channel=msg.channel,
+        kind="ack",
+        recipient=recipient,
+        at=now,
+        payload=payload,
+        incident_id=row["id"],
+    )
+
+
+class Intake:
+    """The async face of the pipeline: one call per inbound item, answered after COMMIT."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        texts: Texts,
+        bus: Bus,
+        metrics: Any = None,
+    ):
+        self.ctx = IntakeContext(settings=settings, texts=texts)
+        self.store = store
+        self.clock = clock
+        self.bus = bus
+        self.metrics = metrics
+        self.on_commit: Callable[[], None] | None = None  # e.g. wake the outbox worker
+
+    async def accept(self, msg: Inbound) -> Receipt:
+        """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
+        now = self.clock()
+        if msg.received_at is None:
+            msg = replace(msg, received_at=now)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            receipt = await self.store.transact(lambda tx: apply_inbound(tx, msg, now, self.ctx))
+            outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
+        finally:
+            if self.metrics is not None:
+                self.metrics.intake(msg.channel, outcome, time.perf_counter() - started)
+        if not receipt.duplicate:
+            self.bus.publish(
+                {
+                    "type": "incident",
+                    "event": "created" if receipt.created else "message",
+                    "tracking": receipt.tracking,
+                    "channel": msg.channel,
+                }
+            )
+            if self.on_commit is not None:
+                self.on_commit()
+        return receipt

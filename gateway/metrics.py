@@ -1,0 +1,67 @@
+"""Prometheus metrics of one gateway (its own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The gateway's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.intakes = Counter(
+            "gateway_intakes_total",
+            "Inbound items by channel and outcome",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.intake_seconds = Histogram(
+            "gateway_intake_seconds",
+            "Time from accept() to commit",
+            ["channel"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.queue_depth = Gauge(
+            "gateway_queue_depth", "Open incidents by level and line", ["level", "line"], registry=r
+        )
+        self.outbox_backlog = Gauge(
+            "gateway_outbox_backlog",
+            "Outbox rows by channel and status",
+            ["channel", "status"],
+            registry=r,
+        )
+        self.outbox_results = Counter(
+            "gateway_outbox_results_total",
+            "Delivery attempts by channel and result",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "gateway_sla_breaches_total", "SLA breaches detected", ["kind", "severity"], registry=r
+        )
+        self.rejections = Counter(
+            "gateway_rejections_total",
+            "Refused inbound requests by channel and reason",
+            ["channel", "reason"],
+            registry=r,
+        )
+
+    def intake(self, channel: str, outcome: str, seconds: float) -> None:
+        """Count one intake and its latency."""
+        self.intakes.labels(channel, outcome).inc()
+        self.intake_seconds.labels(channel).observe(seconds)
+
+    def outbox_result(self, channel: str, result: str) -> None:
+        """Count one delivery attempt."""
+        self.outbox_results.labels(channel, result).inc()
+
+    def reject(self, channel: str, reason: str) -> None:
+        """Count a refused request (bad signature, too large, rate limited...)."""
+        self.rejections.labels(channel, reason).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

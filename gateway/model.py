@@ -1,0 +1,109 @@
+"""Channel-neutral value types of the core: what adapters hand in and what they get back.
+
+Adapters build an `Inbound` from their wire format and receive a `Receipt` to acknowledge with;
+senders receive an `OutboundItem` from the outbox. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+Channel = Literal["email", "whatsapp", "webchat", "click2call", "voice", "telegram"]
+CHANNELS: tuple[str, ...] = ("email", "whatsapp", "webchat", "click2call", "voice", "telegram")
+STATUSES: tuple[str, ...] = ("new", "in_progress", "waiting_customer", "resolved", "closed")
+OPEN_STATUSES: tuple[str, ...] = ("new", "in_progress", "waiting_customer")
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Who wrote: any of these may be unknown."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None  # E.164
+    telegram_chat_id: str | None = None
+    visitor_id: str | None = None  # web chat visitor (signed token subject)
+
+
+@dataclass(frozen=True)
+class AttachmentIn:
+    """A file that came with a message; `data` None when it is still to be fetched from `url`."""
+
+    filename: str
+    content_type: str
+    size: int
+    data: bytes | None = None
+    url: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One customer contact or message, as any adapter hands it to the core."""
+
+    channel: str
+    provider_id: str  # dedupe key within the channel: Message-ID, MessageSid, update_id...
+    contact: Contact
+    text: str
+    received_at: datetime  # the message's own time (aware UTC)
+    subject: str | None = None
+    occurred_at: datetime | None = None  # when the customer says the problem began
+    attachments: tuple[AttachmentIn, ...] = ()
+    tracking_hints: tuple[str, ...] = ()  # valid tracking numbers quoted by the customer
+    references: tuple[str, ...] = ()  # channel message ids this one answers (email)
+    message_ref: str | None = None  # this message's own id for later threading (Message-ID)
+    called: str | None = None  # voice: the line number that was called
+    chosen_country: str | None = None  # a form's country
+    severity: str | None = None  # from the customer's impact answers, if asked
+    thread_by_contact: bool = False  # join the contact's open incident on this channel
+    acknowledge: bool = True  # queue an acknowledgement through the outbox
+    ack_window: timedelta | None = None  # at most one outbox acknowledgement per recipient
+    language: str | None = None  # the customer's language when detected
+    author: str | None = None  # display name of the sender on the timeline
+    raw: bytes | None = None  # the wire payload, kept for forensics and replay
+    flags: tuple[str, ...] = ()  # e.g. "parse_degraded", "auto_submitted"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the core committed for an inbound item; adapters acknowledge from it."""
+
+    tracking: str
+    incident_id: int
+    message_id: int | None
+    created: bool  # a new incident was registered
+    duplicate: bool  # this provider id had been accepted before: same receipt again
+    status: str
+    country: str
+    language: str
+    after_hours: bool
+    opens_at: datetime | None
+    ack_text: str  # the acknowledgement to show the customer (templates, customer's language)
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """One outbox row handed to a channel sender."""
+
+    id: int
+    channel: str
+    kind: str  # "ack", "reply", "notice", ...
+    recipient: str
+    incident_id: int | None
+    tracking: str | None
+    message_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+class SendError(Exception):
+    """A sender's failure: `permanent` ones are dead-lettered at once, others retried."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after

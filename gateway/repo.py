@@ -1,0 +1,295 @@
+"""SQL of the core, as plain synchronous methods over one sqlite3 connection (`Tx`).
+
+`Tx` runs inside the store's database thread, within a transaction the store opened: it never
+commits, never awaits and holds no decision logic — the intake and the life cycle decide, this
+module only reads and writes rows.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.timeutil import iso
+from gateway.tracking import format_tracking
+
+Row = dict[str, Any]
+OPEN_SQL = "status IN ('new', 'in_progress', 'waiting_customer')"
+
+
+def _row(row: sqlite3.Row | None) -> Row | None:
+    return dict(row) if row is not None else None
+
+
+class Tx:
+    """Row-level reads and writes; every method is one or a few statements."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    # generic --------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        return self.conn.execute("SELECT 1").fetchone()[0] == 1
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return _row(self.conn.execute(sql, params).fetchone())
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns lastrowid for INSERT, else rowcount."""
+        cur = self.conn.execute(sql, params)
+        return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+
+    def meta_get(self, key: str) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    def meta_set_default(self, key: str, value: str) -> str:
+        """Store `value` unless the key exists; return what is stored."""
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return self.meta_get(key) or value
+
+    # receipts --------------------------------------------------------------------------------
+    def receipt(self, channel: str, provider_id: str) -> Row | None:
+        return self.one(
+            "SELECT * FROM receipts WHERE channel = ? AND provider_id = ?", (channel, provider_id)
+        )
+
+    def insert_receipt(
+        self,
+        channel: str,
+        provider_id: str,
+        at: datetime,
+        *,
+        incident_id: int | None,
+        message_id: int | None,
+        raw: bytes | None = None,
+        state: str = "done",
+        error: str | None = None,
+    ) -> int:
+        return self.execute(
+            "INSERT INTO receipts (channel, provider_id, received_at, incident_id, message_id,"
+            " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (channel, provider_id, iso(at), incident_id, message_id, raw, state, error),
+        )
+
+    # contacts and tracking -------------------------------------------------------------------
+    def next_tracking(self, at: datetime) -> str:
+        serial = self.execute("INSERT INTO tracking_serial (at) VALUES (?)", (iso(at),))
+        return format_tracking(serial)
+
+    def find_contact(self, field: str, value: str) -> Row | None:
+        assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
+        return self.one(f"SELECT * FROM contacts WHERE {field} = ? ORDER BY id LIMIT 1", (value,))
+
+    def insert_contact(self, at: datetime, **fields: Any) -> int:
+        cols = ["name", "email", "phone", "telegram_chat_id", "visitor_id"]
+        return self.execute(
+            f"INSERT INTO contacts ({', '.join(cols)}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (*[fields.get(c) for c in cols], iso(at)),
+        )
+
+    def fill_contact(self, contact_id: int, **fields: Any) -> None:
+        """Set fields that are still empty (never overwrite what a customer said before)."""
+        for col, value in fields.items():
+            if value:
+                self.conn.execute(
+                    f"UPDATE contacts SET {col} = ? WHERE id = ? AND {col} IS NULL",
+                    (value, contact_id),
+                )
+
+    def contact(self, contact_id: int) -> Row | None:
+        return self.one("SELECT * FROM contacts WHERE id = ?", (contact_id,))
+
+    # incidents -------------------------------------------------------------------------------
+    def incident(self, incident_id: int) -> Row | None:
+        return self.one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    def incident_by_tracking(self, tracking: str) -> Row | None:
+        return self.one("SELECT * FROM incidents WHERE tracking = ?", (tracking,))
+
+    def open_incident_by_conversation(self, key: str) -> Row | None:
+        return self.one(
+            f"SELECT * FROM incidents WHERE conversation_key = ? AND {OPEN_SQL}"
+            " ORDER BY id DESC LIMIT 1",
+            (key,),
+        )
+
+    def incident_by_message_refs(self, refs: Iterable[str]) -> Row | None:
+        refs = [r for r in refs if r][:50]
+        if not refs:
+            return None
+        marks = ", ".join("?" * len(refs))
+        return self.one(
+            "SELECT i.* FROM messages m JOIN incidents i ON i.id = m.incident_id"
+            f" WHERE m.external_ref IN ({marks}) ORDER BY m.id DESC LIMIT 1",
+            refs,
+        )
+
+    def is_participant(self, incident_id: int, sender: str) -> bool:
+        """The sender is the incident's contact or has written to it before."""
+        sender = sender.lower()
+        row = self.one(
+            "SELECT 1 FROM incidents i JOIN contacts c ON c.id = i.contact_id WHERE i.id = ?"
+            " AND (lower(c.email) = ? OR c.phone = ? OR c.telegram_chat_id = ?"
+            " OR c.visitor_id = ?)",
+            (incident_id, sender, sender, sender, sender),
+        ) or self.one(
+            "SELECT 1 FROM messages WHERE incident_id = ? AND direction = 'in'"
+            " AND lower(sender) = ? LIMIT 1",
+            (incident_id, sender),
+        )
+        return row is not None
+
+    def insert_incident(self, fields: Row) -> int:
+        cols = list(fields)
+        return self.execute(
+            f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [fields[c] for c in cols],
+        )
+
+    def update_incident(self, incident_id: int, fields: Row) -> None:
+        if not fields:
+            return
+        sets = ", ".join(f"{c} = ?" for c in fields)
+        self.conn.execute(
+            f"UPDATE incidents SET {sets} WHERE id = ?", [*fields.values(), incident_id]
+        )
+
+    # messages, attachments, events -----------------------------------------------------------
+    def insert_message(self, fields: Row) -> int:
+        cols = list(fields)
+        return self.execute(
+            f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [fields[c] for c in cols],
+        )
+
+    def insert_attachment(
+        self,
+        message_id: int,
+        *,
+        filename: str,
+        content_type: str,
+        size: int,
+        data: bytes | None,
+        url: str | None = None,
+        inline: bool = False,
+        state: str = "stored",
+    ) -> int:
+        # 128-bit random token: attachment URLs grant nothing guessable (checklist A1).
+        return self.execute(
+            "INSERT INTO attachments (message_id, token, filename, content_type, size, inline,"
+            " url, state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                secrets.token_urlsafe(16),
+                filename,
+                content_type,
+                size,
+                int(inline),
+                url,
+                state,
+                data,
+            ),
+        )
+
+    def insert_event(
+        self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
+    ) -> int:
+        return self.execute(
+            "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, iso(at), actor, kind, json.dumps(detail or {}, default=str)),
+        )
+
+    def messages(self, incident_id: int) -> list[Row]:
+        return self.all(
+            "SELECT * FROM messages WHERE incident_id = ? ORDER BY at, id", (incident_id,)
+        )
+
+    def attachments_of(self, message_ids: Sequence[int]) -> list[Row]:
+        if not message_ids:
+            return []
+        marks = ", ".join("?" * len(message_ids))
+        return self.all(
+            "SELECT id, message_id, token, filename, content_type, size, inline, state"
+            f" FROM attachments WHERE message_id IN ({marks}) ORDER BY id",
+            list(message_ids),
+        )
+
+    def events(self, incident_id: int) -> list[Row]:
+        return self.all("SELECT * FROM events WHERE incident_id = ? ORDER BY id", (incident_id,))
+
+    # outbox ----------------------------------------------------------------------------------
+    def insert_outbox(
+        self,
+        *,
+        channel: str,
+        kind: str,
+        recipient: str,
+        at: datetime,
+        payload: Row,
+        incident_id: int | None = None,
+        message_id: int | None = None,
+        status: str = "pending",
+    ) -> int:
+        return self.execute(
+            "INSERT INTO outbox (channel, kind, recipient, incident_id, message_id, payload,"
+            " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel,
+                kind,
+                recipient,
+                incident_id,
+                message_id,
+                json.dumps(payload, default=str),
+                status,
+                iso(at),
+                iso(at),
+            ),
+        )
+
+    def outbox_sent_since(self, channel: str, kind: str, recipient: str, since: datetime) -> bool:
+        return (
+            self.one(
+                "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND recipient = ?"
+                " AND created_at >= ? LIMIT 1",
+                (channel, kind, recipient, iso(since)),
+            )
+            is not None
+        )
+
+    def claim_outbox(
+        self, now: datetime, lease_until: datetime, channels: Sequence[str], limit: int
+    ) -> list[Row]:
+        """Lease due rows (pending, or sending with an expired lease) for the given channels."""
+        if not channels:
+            return []
+        marks = ", ".join("?" * len(channels))
+        rows = self.all(
+            "SELECT * FROM outbox WHERE ((status = 'pending' AND next_attempt_at <= ?)"
+            " OR (status = 'sending' AND lease_until < ?))"
+            f" AND channel IN ({marks}) ORDER BY next_attempt_at, id LIMIT ?",
+            (iso(now), iso(now), *channels, limit),
+        )
+        for row in rows:
+            self.conn.execute(
+                "UPDATE outbox SET status = 'sending', lease_until = ? WHERE id = ?",
+                (iso(lease_until), row["id"]),
+            )
+        return rows
+
+    def outbox_attempt(self, outbox_id: int, at: datetime, ok: bool, error: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO outbox_attempts (outbox_id, at, ok, error) VALUES (?, ?, ?, ?)",
+            (outbox_id, iso(at), int(ok), error),
+        )
+
+    def next_outbox_due(self) -> str | None:
+        row = self.one("SELECT min(next_attempt_at) AS due FROM outbox WHERE status = 'pending'")
+        return row["due"] if row else None

@@ -1,0 +1,192 @@
+"""Versioned schema migrations, per component, applied in order at start.
+
+The core's migrations are listed here; adapters may contribute their own list (component name =
+adapter name) so that each channel owns its tables. Applied versions are recorded in
+`schema_migrations`; a migration never changes once released — add a new one.
+"""
+
+from __future__ import annotations
+
+CORE: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- AUTOINCREMENT: SQLite never hands out a rowid twice, even after deletes, so a
+        -- tracking number is never reused.
+        CREATE TABLE tracking_serial (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL);
+
+        CREATE TABLE contacts (
+            id INTEGER PRIMARY KEY,
+            name TEXT, email TEXT, phone TEXT, telegram_chat_id TEXT, visitor_id TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX contacts_email ON contacts(email) WHERE email IS NOT NULL;
+        CREATE INDEX contacts_phone ON contacts(phone) WHERE phone IS NOT NULL;
+        CREATE INDEX contacts_telegram ON contacts(telegram_chat_id)
+            WHERE telegram_chat_id IS NOT NULL;
+        CREATE INDEX contacts_visitor ON contacts(visitor_id) WHERE visitor_id IS NOT NULL;
+
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            tracking TEXT NOT NULL UNIQUE,
+            channel TEXT NOT NULL,
+            country TEXT NOT NULL,
+            line TEXT NOT NULL,
+            level TEXT NOT NULL DEFAULT 'L1',
+            team TEXT,
+            severity TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'new',
+            after_hours INTEGER NOT NULL DEFAULT 0,
+            opens_at TEXT,
+            subject TEXT,
+            description TEXT NOT NULL DEFAULT '',
+            contact_id INTEGER NOT NULL REFERENCES contacts(id),
+            conversation_key TEXT,
+            language TEXT NOT NULL DEFAULT 'es',
+            occurred_at TEXT NOT NULL,
+            registered_at TEXT NOT NULL,
+            registered_by TEXT NOT NULL,
+            attention_due TEXT NOT NULL,
+            solution_due TEXT NOT NULL,
+            attended_at TEXT,
+            resolved_at TEXT,
+            closed_at TEXT,
+            attention_breached INTEGER NOT NULL DEFAULT 0,
+            solution_breached INTEGER NOT NULL DEFAULT 0,
+            urgent_due TEXT,
+            pauses TEXT NOT NULL DEFAULT '[]',
+            claimed_by TEXT,
+            category TEXT,
+            resolution TEXT,
+            routing TEXT NOT NULL DEFAULT '{}',
+            flags TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL
+        );
+        -- The queue query writes this condition literally so SQLite uses the partial index.
+        CREATE INDEX incidents_queue ON incidents(level, urgent_due)
+            WHERE status IN ('new', 'in_progress', 'waiting_customer');
+        CREATE INDEX incidents_conversation ON incidents(conversation_key)
+            WHERE status IN ('new', 'in_progress', 'waiting_customer');
+        CREATE INDEX incidents_registered ON incidents(registered_at);
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id),
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out', 'note')),
+            channel TEXT NOT NULL,
+            author TEXT NOT NULL,
+            sender TEXT,
+            body TEXT NOT NULL,
+            html TEXT,
+            at TEXT NOT NULL,
+            external_ref TEXT,
+            delivery_status TEXT,
+            delivery_error TEXT,
+            flags TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX messages_incident ON messages(incident_id, at);
+        CREATE INDEX messages_ref ON messages(external_ref) WHERE external_ref IS NOT NULL;
+
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            token TEXT NOT NULL UNIQUE,
+            filename TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            inline INTEGER NOT NULL DEFAULT 0,
+            url TEXT,
+            state TEXT NOT NULL DEFAULT 'stored',
+            data BLOB
+        );
+        CREATE INDEX attachments_message ON attachments(message_id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id),
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_incident ON events(incident_id, id);
+
+        CREATE TABLE receipts (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            incident_id INTEGER REFERENCES incidents(id),
+            message_id INTEGER REFERENCES messages(id),
+            state TEXT NOT NULL DEFAULT 'done',
+            error TEXT,
+            raw BLOB,
+            UNIQUE (channel, provider_id)
+        );
+        CREATE INDEX receipts_state ON receipts(state) WHERE state <> 'done';
+
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            incident_id INTEGER REFERENCES incidents(id),
+            message_id INTEGER REFERENCES messages(id),
+            payload TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sending', 'sent', 'dead', 'held')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_until TEXT,
+            last_error TEXT,
+            provider_id TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX outbox_recipient ON outbox(channel, kind, recipient, created_at);
+
+        CREATE TABLE outbox_attempts (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX outbox_attempts_row ON outbox_attempts(outbox_id);
+
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('l1', 'l2', 'l3', 'supervisor', 'admin')),
+            team TEXT,
+            password_hash TEXT,
+            session_epoch INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT
+        );
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            run_at TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            UNIQUE (kind, key)
+        );
+        CREATE INDEX jobs_due ON jobs(run_at) WHERE state = 'pending';
+        """,
+    ),
+]

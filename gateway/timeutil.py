@@ -1,0 +1,29 @@
+"""UTC timestamps as stored: one fixed ISO 8601 shape so text order equals time order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The real clock (aware UTC); everything else receives a `Clock`."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Aware datetime -> '2026-11-29T10:05:41.123456+00:00' (None stays None)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Inverse of `iso`."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text).astimezone(UTC)
