@@ -1,4 +1,4 @@
-# Two entry points: `make run` and `make test`. Both create .venv on first use.
+# Two entry points: `make run` and `make test`. Both create .venv and install what they need.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,24 +8,24 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	mkdir -p var
 	$(BIN)/python -m gateway serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+test: lint
+	tools/ensure-chromium.sh
+	$(BIN)/python -m pytest -q
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
-
-test: lint
-	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/intake.py

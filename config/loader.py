@@ -6,6 +6,7 @@ wrong with it; the command line prints that one line and exits 2. Nothing here s
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from config.settings import (
 )
 from routing.model import DAY_KEYS, SEVERITIES, Line, RoutingConfig, SlaTarget
 from routing.phone import country_of_phone, normalize_phone
-from routing.schedule import parse_hours
+from routing.schedule import is_holiday, parse_hours
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
@@ -248,6 +249,8 @@ def _build(r: _Reader) -> Settings:
             bot_token=r.optional("telegram", "bot_token"),
             webhook_secret=_telegram_secret(r),
             api_base=r.url("telegram", "api_base"),
+            request_timeout=r.duration("telegram", "request_timeout"),
+            allowed_networks=_networks(r, ("telegram", "allowed_networks")),
         ),
         voice=VoiceSettings(
             language=r.str("voice", "language"),
@@ -308,6 +311,16 @@ def _telegram_secret(r: _Reader) -> str | None:
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise r.fail(("telegram", "webhook_secret"), "only A-Z, a-z, 0-9, _ and - (1-256)")
     return secret
+
+
+def _networks(r: _Reader, path: tuple[str, ...]) -> tuple[str, ...]:
+    nets = r.strings(*path)
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise r.fail(path, f"{net!r} is not an IP network like '149.154.160.0/20'") from None
+    return nets
 
 
 def _phone(r: _Reader, path: tuple[str, ...]) -> str:
@@ -408,7 +421,7 @@ def _routing(r: _Reader) -> RoutingConfig:
         hours = default_hours
         if "hours" in r.table(*path):
             hours = _hours(r, (*path, "hours"), base=default_hours)
-        lines[code] = Line(
+        line = Line(
             code=code,
             name=r.str(*path, "name"),
             number=number,
@@ -421,6 +434,8 @@ def _routing(r: _Reader) -> RoutingConfig:
             if "l1_destination" in r.table(*path)
             else None,
         )
+        _check_calendar(r, path, line)
+        lines[code] = line
     if not lines:
         raise r.fail(("lines",), "at least one country line is required")
     default_country = r.str("gateway", "default_country").upper()
@@ -452,6 +467,16 @@ def _routing(r: _Reader) -> RoutingConfig:
         default_severity=default_severity,  # type: ignore[arg-type]
         at_risk_window=r.duration("incidents", "at_risk_window"),
     )
+
+
+def _check_calendar(r: _Reader, path: tuple[str, ...], line: Line) -> None:
+    """A line must open at some point, and its holiday calendar must exist."""
+    if not any(line.hours.get(day) for day in range(7)):
+        raise r.fail((*path, "hours"), "the line is closed every day of the week")
+    try:
+        is_holiday(line, date(2026, 1, 1))
+    except (ValueError, NotImplementedError, KeyError):
+        raise r.fail((*path, "holidays"), f"no public-holiday calendar for {line.code}") from None
 
 
 def masked(settings: Settings) -> dict[str, Any]:

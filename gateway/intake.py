@@ -105,7 +105,7 @@ def _find_contact(tx: Tx, msg: Inbound, now: datetime) -> int:
     if fields.get(order):
         row = tx.find_contact(order, fields[order])
         if row:
-            tx.fill_contact(row["id"], **{k: v for k, v in fields.items() if k != order})
+            tx.fill_contact(row, **{k: v for k, v in fields.items() if k != order})
             return int(row["id"])
     return tx.insert_contact(now, **fields)
 
@@ -174,7 +174,9 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         message_id=message_id,
         raw=msg.raw,
     )
-    receipt = _receipt(ctx, tx, target, message_id, created=created, duplicate=False)
+    receipt = _receipt(
+        ctx, tx, target, message_id, created=created, duplicate=False, name=msg.contact.name
+    )
     if created and msg.acknowledge:
         _queue_ack(tx, msg, now, target, receipt)
     return receipt
@@ -243,9 +245,20 @@ def _register(
     )
     if a.after_hours:
         tx.insert_event(incident_id, now, "system", "after_hours", {"opens_at": iso(a.opens_at)})
-    row = tx.incident(incident_id)
-    assert row is not None
-    return row
+    # The row as inserted (no re-read); columns left to their defaults are filled in here.
+    defaults = {
+        "team": None,
+        "claimed_by": None,
+        "attended_at": None,
+        "resolved_at": None,
+        "closed_at": None,
+        "attention_breached": 0,
+        "solution_breached": 0,
+        "pauses": "[]",
+        "category": None,
+        "resolution": None,
+    }
+    return {**defaults, **fields, "id": incident_id}
 
 
 def _first_line(text: str) -> str:
@@ -294,6 +307,7 @@ def _receipt(
     *,
     created: bool,
     duplicate: bool,
+    name: str | None = None,
 ) -> Receipt:
     cfg = ctx.settings.routing
     line = cfg.lines.get(row["country"], cfg.default_line)
@@ -303,7 +317,7 @@ def _receipt(
         "ack" if created else "joined",
         row["language"],
         tracking=row["tracking"],
-        name=(tx.contact(row["contact_id"]) or {}).get("name"),
+        name=name if name is not None else (tx.contact(row["contact_id"]) or {}).get("name"),
         line=line,
         after_hours=after_hours,
         opens_at=opens_at,

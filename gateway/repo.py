@@ -95,14 +95,14 @@ class Tx:
             (*[fields.get(c) for c in cols], iso(at)),
         )
 
-    def fill_contact(self, contact_id: int, **fields: Any) -> None:
+    def fill_contact(self, contact: Row, **fields: Any) -> None:
         """Set fields that are still empty (never overwrite what a customer said before)."""
-        for col, value in fields.items():
-            if value:
-                self.conn.execute(
-                    f"UPDATE contacts SET {col} = ? WHERE id = ? AND {col} IS NULL",
-                    (value, contact_id),
-                )
+        missing = {k: v for k, v in fields.items() if v and not contact.get(k)}
+        if missing:
+            sets = ", ".join(f"{col} = ?" for col in missing)
+            self.conn.execute(
+                f"UPDATE contacts SET {sets} WHERE id = ?", (*missing.values(), contact["id"])
+            )
 
     def contact(self, contact_id: int) -> Row | None:
         return self.one("SELECT * FROM contacts WHERE id = ?", (contact_id,))
@@ -126,9 +126,18 @@ class Tx:
         if not refs:
             return None
         marks = ", ".join("?" * len(refs))
-        return self.one(
+        row = self.one(
             "SELECT i.* FROM messages m JOIN incidents i ON i.id = m.incident_id"
             f" WHERE m.external_ref IN ({marks}) ORDER BY m.id DESC LIMIT 1",
+            refs,
+        )
+        if row is not None:
+            return row
+        # Acknowledgements have no message row: their provider id (our Message-ID) is only in
+        # the outbox. Indexed by the email adapter's migration `outbox_provider`.
+        return self.one(
+            "SELECT i.* FROM outbox o JOIN incidents i ON i.id = o.incident_id"
+            f" WHERE o.provider_id IN ({marks}) ORDER BY o.id DESC LIMIT 1",
             refs,
         )
 

@@ -47,21 +47,22 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///") :]
 
 
-def _configure(conn: sqlite3.Connection) -> None:
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int = 5000) -> None:
     # WAL lets readers run beside the writer; FULL fsyncs the WAL at every COMMIT, so an
     # acknowledged intake survives a power cut (NORMAL can lose the last transactions).
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.row_factory = sqlite3.Row
 
 
 class SqliteStore:
     """aiosqlite-backed store with one group-committing writer and a few readers."""
 
-    def __init__(self, path: str, *, readers: int = 2):
+    def __init__(self, path: str, *, readers: int = 2, busy_timeout_ms: int = 5000):
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._readers_n = readers
         self._writer: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
@@ -77,10 +78,10 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._writer._execute(_configure, self._writer._conn)
+        await self._writer._execute(_configure, self._writer._conn, self.busy_timeout_ms)
         for _ in range(self._readers_n):
             conn = await aiosqlite.connect(self.path, isolation_level=None)
-            await conn._execute(_configure, conn._conn)
+            await conn._execute(_configure, conn._conn, self.busy_timeout_ms)
             self._reader_list.append(conn)
             self._readers.put_nowait(conn)
         self._task = asyncio.create_task(self._write_loop(), name="store-writer")
@@ -148,10 +149,13 @@ class SqliteStore:
                     # aiosqlite's `_execute` runs a function in its connection thread: the whole
                     # batch costs one thread hop instead of one per statement.
                     results = await self._writer._execute(_run_batch, self._writer._conn, fns)
-                except Exception as exc:  # the commit itself failed: nothing in the batch is saved
-                    log.error("write batch of %d failed: %s", len(batch), exc)
-                    error = TemporaryFailure("the database cannot commit right now")
-                    results = [(False, error)] * len(batch)
+                except Exception as exc:  # nothing in the batch is saved
+                    if len(batch) == 1 and not isinstance(exc, sqlite3.Error):
+                        results = [(False, _job_error(exc))]
+                    else:
+                        log.error("write batch of %d failed: %s", len(batch), exc)
+                        error = TemporaryFailure("the database cannot commit right now")
+                        results = [(False, error)] * len(batch)
                 else:
                     self.batches += 1
                     for callback in self.on_commit:
@@ -175,30 +179,40 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
     conn.execute("BEGIN IMMEDIATE")
     try:
         tx = Tx(conn)
+        # A lone job needs no savepoint: if it fails, the whole transaction is rolled back.
+        isolate = len(fns) > 1
         for fn in fns:
-            conn.execute("SAVEPOINT job")
+            if isolate:
+                conn.execute("SAVEPOINT job")
             try:
                 value = fn(tx)
-            except GatewayError as exc:
+            except Exception as exc:
+                if not isolate:
+                    raise
                 conn.execute("ROLLBACK TO job")
-                out.append((False, exc))
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO job")
-                log.error("write failed: %s", exc)
-                out.append((False, TemporaryFailure("the database cannot save this right now")))
-            except Exception as exc:  # a bug in one job must not sink the batch
-                conn.execute("ROLLBACK TO job")
-                log.exception("write job raised")
-                out.append((False, exc))
+                out.append((False, _job_error(exc)))
             else:
                 out.append((True, value))
-            conn.execute("RELEASE job")
+            if isolate:
+                conn.execute("RELEASE job")
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
     return out
+
+
+def _job_error(exc: Exception) -> Exception:
+    """What a failed job's caller receives: core errors as they are, database errors as
+    temporary failures, anything else (a bug in one job) as is, logged."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        log.error("write failed: %s", exc)
+        return TemporaryFailure("the database cannot save this right now")
+    log.error("write job raised", exc_info=exc)
+    return exc
 
 
 def _apply_migrations(

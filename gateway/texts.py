@@ -7,6 +7,7 @@ English. Adapters ask for a template by name; they never write customer-facing t
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class Texts:
             autoescape=False,  # plain text for SMS-like channels; HTML pages escape on their own
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            auto_reload=False,  # templates ship with the code: no stat() per render
             trim_blocks=True,
             lstrip_blocks=True,
         )
@@ -49,37 +51,7 @@ class Texts:
 
     def hours(self, line: Line, lang: str) -> str:
         """'lunes a viernes de 06:00 a 21:00; sábado y domingo de 07:00 a 17:00'."""
-        days = WEEKDAYS.get(lang, WEEKDAYS["es"])
-        groups: list[tuple[int, int, str]] = []
-        for index in range(7):
-            spans = self._spans(line.hours.get(index, ()), lang)
-            if groups and groups[-1][2] == spans:
-                first, _, _ = groups[-1]
-                groups[-1] = (first, index, spans)
-            else:
-                groups.append((index, index, spans))
-        parts = []
-        for first, last, spans in groups:
-            if first == last:
-                label = days[first]
-            elif last == first + 1:
-                label = f"{days[first]} {'y' if lang == 'es' else 'and'} {days[last]}"
-            else:
-                label = f"{days[first]} {'a' if lang == 'es' else 'to'} {days[last]}"
-            parts.append(f"{label} {spans}")
-        return "; ".join(parts)
-
-    @staticmethod
-    def _spans(ranges: tuple[Any, ...], lang: str) -> str:
-        if not ranges:
-            return "cerrado" if lang == "es" else "closed"
-        join, word_from, word_to = (" y ", "de", "a") if lang == "es" else (" and ", "", "to")
-        texts = []
-        for r in ranges:
-            start = f"{r.start // 60:02d}:{r.start % 60:02d}"
-            end = f"{r.end // 60:02d}:{r.end % 60:02d}"
-            texts.append(f"{word_from} {start} {word_to} {end}".strip())
-        return join.join(texts)
+        return hours_text(line, lang)
 
     def opening(self, line: Line, opens_at: datetime, lang: str) -> str:
         """'el lunes a las 06:00, hora de México' / 'on Monday at 06:00, Miami time'."""
@@ -90,3 +62,38 @@ class Texts:
         if lang == "en":
             return f"on {day} {date} at {clock}, {line.name} time"
         return f"el {day} {date} a las {clock}, hora de {line.name}"
+
+
+@lru_cache(maxsize=256)
+def hours_text(line: Line, lang: str) -> str:
+    """A line's weekly hours in words, consecutive days with equal hours grouped (cached)."""
+    days = WEEKDAYS.get(lang, WEEKDAYS["es"])
+    groups: list[tuple[int, int, str]] = []
+    for index in range(7):
+        spans = _spans(line.hours.get(index, ()), lang)
+        if groups and groups[-1][2] == spans:
+            groups[-1] = (groups[-1][0], index, spans)
+        else:
+            groups.append((index, index, spans))
+    parts = []
+    for first, last, spans in groups:
+        if first == last:
+            label = days[first]
+        elif last == first + 1:
+            label = f"{days[first]} {'y' if lang == 'es' else 'and'} {days[last]}"
+        else:
+            label = f"{days[first]} {'a' if lang == 'es' else 'to'} {days[last]}"
+        parts.append(f"{label} {spans}")
+    return "; ".join(parts)
+
+
+def _spans(ranges: tuple[Any, ...], lang: str) -> str:
+    if not ranges:
+        return "cerrado" if lang == "es" else "closed"
+    join, word_from, word_to = (" y ", "de", "a") if lang == "es" else (" and ", "", "to")
+    texts = []
+    for r in ranges:
+        start = f"{r.start // 60:02d}:{r.start % 60:02d}"
+        end = f"{r.end // 60:02d}:{r.end % 60:02d}"
+        texts.append(f"{word_from} {start} {word_to} {end}".strip())
+    return join.join(texts)

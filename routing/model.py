@@ -43,6 +43,11 @@ class Line:
     closed_dates: frozenset[date] = field(default_factory=frozenset)
     l1_destination: str | None = None  # voice: number, sip: URI or queue:NAME
 
+    def __hash__(self) -> int:
+        # `hours` is a mapping (unhashable); lines are few and immutable, so hashing their
+        # identity fields lets schedule computations be cached per line (equality stays full).
+        return hash((self.code, self.number, self.timezone, self.holidays, self.closed_dates))
+
 
 @dataclass(frozen=True)
 class SlaTarget:

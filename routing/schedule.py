@@ -127,8 +127,12 @@ def _day_ranges(line: Line, day: date) -> tuple[TimeRange, ...]:
     return tuple(sorted(line.hours.get(day.weekday(), ()), key=lambda r: r.start))
 
 
-def _day_intervals(line: Line, day: date) -> list[Interval]:
-    """The UTC intervals of one local day's ranges; ranges lost in a DST gap are dropped."""
+@lru_cache(maxsize=8192)
+def _day_intervals(line: Line, day: date) -> tuple[Interval, ...]:
+    """The UTC intervals of one local day's ranges; ranges lost in a DST gap are dropped.
+
+    Cached: every intake and SLA computation asks for the same few days of the same lines.
+    """
     zone = _zone(line)
     midnight = datetime.combine(day, time())
     result: list[Interval] = []
@@ -137,7 +141,7 @@ def _day_intervals(line: Line, day: date) -> list[Interval]:
         end = _wall_to_utc(zone, midnight + timedelta(minutes=rng.end), is_end=True)
         if start < end:
             result.append((start, end))
-    return result
+    return tuple(result)
 
 
 def _raw_intervals(line: Line, start: datetime, stop: datetime) -> Iterator[Interval]:

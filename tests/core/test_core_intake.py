@@ -1,0 +1,244 @@
+"""The intake pipeline against a real SQLite file: tracking allocation, dedupe, threading rules,
+commit failures (temporary error, no partial rows), group commit isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.app import GW, create_app
+from gateway.errors import TemporaryFailure
+from gateway.model import AttachmentIn, Contact, Inbound
+from gateway.store import SqliteStore
+from gateway.tracking import damm_digit, find_tracking, format_tracking, parse_tracking
+from tests.conftest import CLOSED_TIME, OPEN_TIME, FakeClock
+
+
+def email(pid: str, sender: str, text: str = "Mi línea no funciona", **kw) -> Inbound:
+    return Inbound(
+        channel="email",
+        provider_id=pid,
+        contact=Contact(name="Cliente", email=sender),
+        text=text,
+        received_at=OPEN_TIME,
+        subject=kw.pop("subject", "Falla"),
+        **kw,
+    )
+
+
+def whatsapp(pid: str, phone: str, text: str = "Hola, no tengo servicio") -> Inbound:
+    return Inbound(
+        channel="whatsapp",
+        provider_id=pid,
+        contact=Contact(phone=phone),
+        text=text,
+        received_at=OPEN_TIME,
+        thread_by_contact=True,
+        acknowledge=False,
+    )
+
+
+@pytest.fixture
+async def gw(settings, clock):
+    app = create_app(settings, clock=clock, adapters={})
+    gateway = app[GW]
+    from gateway.app import prepare_store
+
+    await prepare_store(gateway)
+    yield gateway
+    await gateway.store.close()
+
+
+def count(db: str, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_tracking_format_and_check_digit() -> None:
+    assert format_tracking(42) == "CMW-0000042-7"
+    assert parse_tracking("CMW-0000042-7") == "CMW-0000042-7"
+    assert parse_tracking("CMW-0000042-8") is None  # wrong check digit
+    assert parse_tracking("CMW-0000024-7") is None  # transposition caught by Damm
+    assert format_tracking(12345678).startswith("CMW-12345678-")
+    text = "Re: [CMW-0000042-7] seguimiento; ver también cmw-0000042-1 y XCMW-0000042-7"
+    assert find_tracking(text) == ["CMW-0000042-7"]
+    for serial in range(1, 2000):
+        digits = f"{serial:07d}"
+        number = format_tracking(serial)
+        assert number == f"CMW-{digits}-{damm_digit(digits)}"
+
+
+async def test_200_concurrent_intakes_get_unique_valid_numbers(gw, settings) -> None:
+    receipts = await asyncio.gather(
+        *(gw.intake.accept(email(f"<m{i}@x>", f"c{i}@example.com")) for i in range(200))
+    )
+    numbers = [r.tracking for r in receipts]
+    assert len(set(numbers)) == 200
+    assert all(parse_tracking(n) == n for n in numbers)
+    assert all(r.created for r in receipts)
+    assert gw.store.batches < 200  # group commit: many intakes per COMMIT
+
+
+async def test_repeated_provider_id_is_stored_once_same_receipt(gw, settings) -> None:
+    first = await gw.intake.accept(email("<dup@x>", "ana@example.com"))
+    again = await asyncio.gather(
+        *(gw.intake.accept(email("<dup@x>", "ana@example.com")) for _ in range(5))
+    )
+    assert {r.tracking for r in again} == {first.tracking}
+    assert all(r.duplicate and r.created for r in again)
+    assert all(r.ack_text == first.ack_text for r in again)
+    db = settings.db_url.removeprefix("sqlite:///")
+    assert count(db, "incidents") == 1 and count(db, "messages") == 1
+    assert count(db, "outbox") == 1  # one acknowledgement only
+
+
+async def test_threading_rules(gw) -> None:
+    first = await gw.intake.accept(email("<a1@x>", "ana@example.com", message_ref="<a1@x>"))
+    # A reply that references a message of the incident joins it.
+    reply = await gw.intake.accept(
+        email("<a2@x>", "ana@example.com", references=("<a1@x>",), subject="Re: Falla")
+    )
+    assert reply.tracking == first.tracking and not reply.created
+    # The participant quoting the tracking number joins.
+    quoted = await gw.intake.accept(
+        email("<a3@x>", "ANA@example.com", tracking_hints=(first.tracking,))
+    )
+    assert quoted.tracking == first.tracking
+    # A stranger quoting someone else's tracking number gets a new incident.
+    stranger = await gw.intake.accept(
+        email("<b1@x>", "eve@evil.example", tracking_hints=(first.tracking,))
+    )
+    assert stranger.created and stranger.tracking != first.tracking
+    # Email without references from the same sender is a new incident (email does not thread
+    # by contact), while messaging channels join the contact's open conversation.
+    again = await gw.intake.accept(email("<a4@x>", "ana@example.com"))
+    assert again.created
+    w1 = await gw.intake.accept(whatsapp("SM1", "+50688881111"))
+    w2 = await gw.intake.accept(whatsapp("SM2", "+50688881111", "sigo sin servicio"))
+    w3 = await gw.intake.accept(whatsapp("SM3", "+50688882222"))
+    assert w2.tracking == w1.tracking and not w2.created
+    assert w3.tracking != w1.tracking
+
+
+async def test_concurrent_first_messages_from_one_number_make_one_incident(gw) -> None:
+    receipts = await asyncio.gather(
+        *(gw.intake.accept(whatsapp(f"SMc{i}", "+50688883333", f"m{i}")) for i in range(10))
+    )
+    assert len({r.tracking for r in receipts}) == 1
+    assert sum(r.created for r in receipts) == 1
+
+
+async def test_message_on_closed_incident_opens_a_follow_up(gw) -> None:
+    first = await gw.intake.accept(whatsapp("SMx1", "+50688884444"))
+    await gw.store.transact(
+        lambda tx: tx.execute(
+            "UPDATE incidents SET status = 'closed' WHERE tracking = ?", (first.tracking,)
+        )
+    )
+    later = await gw.intake.accept(whatsapp("SMx2", "+50688884444", "otra vez sin tono"))
+    assert later.created and later.tracking != first.tracking
+
+
+async def test_after_hours_receipt_says_when_the_line_opens(settings, tmp_path) -> None:
+    clock = FakeClock(CLOSED_TIME)
+    app = create_app(settings, clock=clock, adapters={})
+    gw = app[GW]
+    from gateway.app import prepare_store
+
+    await prepare_store(gw)
+    try:
+        r = await gw.intake.accept(whatsapp("SMn", "+50688885555"))
+    finally:
+        await gw.store.close()
+    assert r.after_hours
+    assert r.opens_at is not None and r.opens_at.isoformat() == "2026-11-30T12:00:00+00:00"
+    assert "Abrimos el lunes 30/11/2026 a las 06:00, hora de Costa Rica" in r.ack_text
+    assert "lunes a viernes de 06:00 a 21:00; sábado y domingo de 07:00 a 17:00" in r.ack_text
+
+
+async def test_attachments_are_stored_with_the_message(gw, settings) -> None:
+    await gw.intake.accept(
+        email(
+            "<att@x>",
+            "ana@example.com",
+            attachments=(AttachmentIn("captura.png", "image/png", 4, data=b"\x89PNG"),),
+        )
+    )
+    db = settings.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT filename, size, data, length(token) FROM attachments").fetchone()
+    assert row[:3] == ("captura.png", 4, b"\x89PNG") and row[3] >= 22
+
+
+async def test_locked_database_gives_temporary_failure_and_no_partial_rows(settings, clock):
+    db = settings.db_url.removeprefix("sqlite:///")
+    store = SqliteStore(db, busy_timeout_ms=100)
+    app = create_app(settings, clock=clock, store=store, adapters={})
+    gw = app[GW]
+    from gateway.app import prepare_store
+
+    await prepare_store(gw)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
+    try:
+        with pytest.raises(TemporaryFailure):
+            await gw.intake.accept(email("<lock@x>", "ana@example.com"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    for table in ("incidents", "messages", "receipts", "outbox", "events", "contacts"):
+        assert count(db, table) == 0, table
+    receipt = await gw.intake.accept(email("<lock@x>", "ana@example.com"))  # the retry works
+    assert receipt.created and not receipt.duplicate
+    await gw.store.close()
+
+
+async def test_one_failing_job_does_not_roll_back_its_batch_neighbours(gw, settings) -> None:
+    def bad(tx):
+        tx.execute("INSERT INTO meta (key, value) VALUES ('bad', 'x')")
+        raise ValueError("boom")
+
+    def good(key):
+        return lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES (?, 'x')", (key,))
+
+    results = await asyncio.gather(
+        gw.store.transact(good("a")),
+        gw.store.transact(bad),
+        gw.store.transact(good("b")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ValueError)
+    keys = await gw.store.read(lambda tx: [r["key"] for r in tx.all("SELECT key FROM meta")])
+    assert "a" in keys and "b" in keys and "bad" not in keys
+
+
+async def test_store_is_durable_wal_full(gw, settings) -> None:
+    modes = await gw.store.read(
+        lambda tx: (
+            tx.one("PRAGMA journal_mode")["journal_mode"],
+            tx.one("PRAGMA synchronous")["synchronous"],
+        )
+    )
+    assert modes == ("wal", 2)  # 2 = FULL
+
+
+def test_schema_is_migrated_once(tmp_path: Path) -> None:
+    async def run() -> list[tuple[str, int]]:
+        store = SqliteStore(str(tmp_path / "m.db"))
+        await store.open()
+        await store.migrate()
+        await store.migrate([("extra", [(1, "CREATE TABLE extra_t (id INTEGER);")])])
+        await store.migrate([("extra", [(1, "CREATE TABLE extra_t (id INTEGER);")])])
+        rows = await store.read(
+            lambda tx: [
+                (r["component"], r["version"])
+                for r in tx.all("SELECT * FROM schema_migrations ORDER BY 1")
+            ]
+        )
+        await store.close()
+        return rows
+
+    assert asyncio.run(run()) == [("core", 1), ("extra", 1)]

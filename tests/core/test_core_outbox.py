@@ -1,0 +1,162 @@
+"""The outbox worker: retries with capped backoff, dead-letters with the reason, resumes after a
+restart (expired leases are taken again), and one failing row never stops the others."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+import pytest
+
+from config.settings import OutboxSettings
+from gateway.app import GW, create_app, prepare_store
+from gateway.model import Contact, Inbound, OutboundItem, SendError
+from gateway.outbox import retry_delay
+from gateway.timeutil import iso, parse_iso
+from tests.conftest import OPEN_TIME, FakeClock
+
+
+def tg(pid: str, chat: str) -> Inbound:
+    return Inbound(
+        channel="telegram",
+        provider_id=pid,
+        contact=Contact(telegram_chat_id=chat),
+        text="Hola, no tengo servicio",
+        received_at=OPEN_TIME,
+        thread_by_contact=True,
+    )
+
+
+async def started(settings, clock):
+    app = create_app(settings, clock=clock, adapters={})
+    gw = app[GW]
+    await prepare_store(gw)
+    return gw
+
+
+async def rows(gw) -> list[dict]:
+    return await gw.store.read(lambda tx: tx.all("SELECT * FROM outbox ORDER BY id"))
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    s = OutboxSettings(
+        max_attempts=8, base_delay=timedelta(seconds=5), max_delay=timedelta(minutes=15)
+    )
+    rnd = random.Random(1)
+    delays = [retry_delay(n, s, rnd) for n in range(1, 12)]
+    assert timedelta(seconds=2.5) <= delays[0] <= timedelta(seconds=5)
+    assert all(d <= timedelta(minutes=15) for d in delays)
+    assert delays[-1] >= timedelta(minutes=7.5)
+
+
+async def test_retry_then_success_records_every_attempt(settings, clock) -> None:
+    gw = await started(settings, clock)
+    calls: list[OutboundItem] = []
+
+    async def flaky(item: OutboundItem) -> str:
+        calls.append(item)
+        if len(calls) < 3:
+            raise SendError("502 from provider")
+        return "provider-42"
+
+    gw.outbox.register("telegram", flaky)
+    r = await gw.intake.accept(tg("u1", "1001"))
+    assert await gw.outbox.drain_once() == 1
+    row = (await rows(gw))[0]
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["last_error"] == "502 from provider"
+    assert parse_iso(row["next_attempt_at"]) > clock.now
+    assert await gw.outbox.drain_once() == 0  # not due yet
+    clock.advance(minutes=1)
+    await gw.outbox.drain_once()
+    clock.advance(minutes=1)
+    await gw.outbox.drain_once()
+    row = (await rows(gw))[0]
+    assert row["status"] == "sent" and row["attempts"] == 3 and row["provider_id"] == "provider-42"
+    assert calls[0].tracking == r.tracking and calls[0].kind == "ack"
+    assert r.tracking in calls[0].payload["text"]
+    attempts = await gw.store.read(lambda tx: tx.all("SELECT ok, error FROM outbox_attempts"))
+    assert [(a["ok"], a["error"]) for a in attempts] == [
+        (0, "502 from provider"),
+        (0, "502 from provider"),
+        (1, None),
+    ]
+    await gw.store.close()
+
+
+async def test_permanent_failure_and_exhaustion_dead_letter_with_reason(make_settings, clock):
+    settings = make_settings({"outbox": {"max_attempts": 2}})
+    gw = await started(settings, clock)
+
+    async def sender(item: OutboundItem) -> str:
+        if item.recipient == "blocked":
+            raise SendError("403 Forbidden: bot was blocked by the user", permanent=True)
+        raise RuntimeError("socket closed")  # a bug in a sender is one row's failure
+
+    gw.outbox.register("telegram", sender)
+    blocked = await gw.intake.accept(tg("u1", "blocked"))
+    await gw.intake.accept(tg("u2", "2002"))
+    await gw.outbox.drain_once()
+    clock.advance(hours=1)
+    await gw.outbox.drain_once()
+    by_recipient = {r["recipient"]: r for r in await rows(gw)}
+    assert by_recipient["blocked"]["status"] == "dead"
+    assert by_recipient["blocked"]["attempts"] == 1
+    assert "blocked by the user" in by_recipient["blocked"]["last_error"]
+    assert by_recipient["2002"]["status"] == "dead" and by_recipient["2002"]["attempts"] == 2
+    assert "RuntimeError: socket closed" in by_recipient["2002"]["last_error"]
+    events = await gw.store.read(
+        lambda tx: tx.all(
+            "SELECT e.kind, e.detail FROM events e JOIN incidents i ON i.id = e.incident_id"
+            " WHERE i.tracking = ? AND e.kind = 'delivery_failed'",
+            (blocked.tracking,),
+        )
+    )
+    assert json.loads(events[0]["detail"])["reason"].startswith("403 Forbidden")
+    await gw.store.close()
+
+
+async def test_rows_wait_without_a_sender_and_resume_after_restart(settings) -> None:
+    clock = FakeClock()
+    gw = await started(settings, clock)
+    await gw.intake.accept(tg("u1", "3003"))
+    assert await gw.outbox.drain_once() == 0  # no telegram sender: the row waits
+    sent: list[int] = []
+    # Simulate a worker that leased the row and died: status 'sending' with a lease.
+    await gw.store.transact(
+        lambda tx: tx.execute(
+            "UPDATE outbox SET status = 'sending', lease_until = ?",
+            (iso(clock.now + timedelta(minutes=2)),),
+        )
+    )
+    await gw.store.close()
+
+    gw2 = await started(settings, clock)
+
+    async def ok(item: OutboundItem) -> str:
+        sent.append(item.id)
+        return "m1"
+
+    gw2.outbox.register("telegram", ok)
+    assert await gw2.outbox.drain_once() == 0  # lease still held by the dead worker
+    clock.advance(minutes=3)
+    assert await gw2.outbox.drain_once() == 1
+    assert sent == [1]
+    assert (await rows(gw2))[0]["status"] == "sent"
+    await gw2.store.close()
+
+
+@pytest.mark.parametrize("retry_after", [30.0])
+async def test_retry_after_is_honoured(settings, clock, retry_after) -> None:
+    gw = await started(settings, clock)
+
+    async def limited(item: OutboundItem) -> str:
+        raise SendError("429 Too Many Requests", retry_after=retry_after)
+
+    gw.outbox.register("telegram", limited)
+    await gw.intake.accept(tg("u1", "4004"))
+    await gw.outbox.drain_once()
+    row = (await rows(gw))[0]
+    assert parse_iso(row["next_attempt_at"]) >= clock.now + timedelta(seconds=retry_after)
+    await gw.store.close()
