@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run HTTP, SMTP and the scheduler in one process")
     sub.add_parser("migrate", help="create or migrate the database schema, then exit")
     sub.add_parser("check-config", help="validate and print the effective configuration")
+    sub.add_parser("replay", help="process again the inbound items shunted by a failure")
     user = sub.add_parser("user", help="manage agents").add_subparsers(dest="action", required=True)
     add = user.add_parser("add", help="create an agent")
     add.add_argument("name")
@@ -114,6 +115,22 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.app import GW, create_app, prepare_store
+
+    async def run() -> tuple[int, int]:
+        gw = create_app(settings)[GW]
+        await prepare_store(gw)
+        try:
+            return await gw.intake.replay_shunted()
+        finally:
+            await gw.store.close()
+
+    done, failed = asyncio.run(run())
+    print(f"replayed {done} shunted item(s); {failed} still failing")
+    return 0 if failed == 0 else 1
+
+
 def _check_config(settings: Settings, args: argparse.Namespace) -> int:
     print(json.dumps(masked(settings), indent=2, ensure_ascii=False, default=str))
     print("configuration OK", file=sys.stderr)
@@ -161,6 +178,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve,
     "migrate": _migrate,
     "check-config": _check_config,
+    "replay": _replay,
     "user": _user,
     "token": _token,
     "telegram": _telegram,

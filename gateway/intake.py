@@ -18,9 +18,10 @@ from typing import Any
 
 from config.settings import Settings
 from gateway.bus import Bus
+from gateway.errors import GatewayError, TemporaryFailure
 from gateway.incident import IncidentState, customer_message, urgent_due
 from gateway.language import detect_language
-from gateway.model import Inbound, Receipt
+from gateway.model import Inbound, Receipt, inbound_from_json, inbound_to_json
 from gateway.repo import Row, Tx
 from gateway.store import Store
 from gateway.texts import Texts
@@ -365,6 +366,27 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
     )
 
 
+def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
+    """Keep an inbound item whose processing failed, for an operator to see and replay."""
+    error = f"{type(exc).__name__}: {exc}"[:1000]
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=None,
+        message_id=None,
+        raw=inbound_to_json(msg).encode(),
+        state="shunted",
+        error=error,
+    )
+
+
+def shunted(tx: Tx) -> list[tuple[int, Inbound, str]]:
+    """Shunted items: (receipt id, the inbound item, the error)."""
+    rows = tx.all("SELECT id, raw, error FROM receipts WHERE state = 'shunted' ORDER BY id")
+    return [(r["id"], inbound_from_json(r["raw"].decode()), r["error"]) for r in rows]
+
+
 class Intake:
     """The async face of the pipeline: one call per inbound item, answered after COMMIT."""
 
@@ -384,6 +406,18 @@ class Intake:
         self.metrics = metrics
         self.on_commit: Callable[[], None] | None = None  # e.g. wake the outbox worker
 
+    async def replay_shunted(self) -> tuple[int, int]:
+        """Process every shunted item again; returns (replayed, still failing)."""
+        items = await self.store.read(shunted)
+        done = failed = 0
+        for _, msg, _ in items:
+            try:
+                await self.accept(msg)
+                done += 1
+            except TemporaryFailure:
+                failed += 1
+        return done, failed
+
     async def accept(self, msg: Inbound) -> Receipt:
         """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
         now = self.clock()
@@ -394,6 +428,13 @@ class Intake:
         try:
             receipt = await self.store.transact(lambda tx: apply_inbound(tx, msg, now, self.ctx))
             outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
+        except GatewayError:
+            raise
+        except Exception as exc:  # a processing bug: keep the input for replay, sender retries
+            outcome = "shunted"
+            log.exception("intake %s %s failed; shunted for replay", msg.channel, msg.provider_id)
+            await self.store.transact(lambda tx, e=exc: shunt(tx, msg, now, e))
+            raise TemporaryFailure("the message could not be processed; it is kept") from exc
         finally:
             if self.metrics is not None:
                 self.metrics.intake(msg.channel, outcome, time.perf_counter() - started)

@@ -6,7 +6,9 @@ senders receive an `OutboundItem` from the outbox. No I/O here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+import json
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -107,3 +109,47 @@ class SendError(Exception):
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
+
+
+def inbound_to_json(msg: Inbound) -> str:
+    """Serialise an inbound item (bytes as base64) so a shunted one can be replayed."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return {"__b64__": base64.b64encode(value).decode()}
+        if isinstance(value, datetime):
+            return {"__dt__": value.isoformat()}
+        if isinstance(value, timedelta):
+            return {"__td__": value.total_seconds()}
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        return value
+
+    return json.dumps(encode(asdict(msg)))
+
+
+def inbound_from_json(text: str) -> Inbound:
+    """Inverse of `inbound_to_json`."""
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "__b64__" in value:
+                return base64.b64decode(value["__b64__"])
+            if "__dt__" in value:
+                return datetime.fromisoformat(value["__dt__"])
+            if "__td__" in value:
+                return timedelta(seconds=value["__td__"])
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    data = decode(json.loads(text))
+    data["contact"] = Contact(**data["contact"])
+    data["attachments"] = tuple(AttachmentIn(**a) for a in data["attachments"])
+    for name in (f.name for f in fields(Inbound)):
+        if isinstance(data.get(name), list):
+            data[name] = tuple(data[name])
+    return Inbound(**data)

@@ -242,3 +242,41 @@ def test_schema_is_migrated_once(tmp_path: Path) -> None:
         return rows
 
     assert asyncio.run(run()) == [("core", 1), ("extra", 1)]
+
+
+async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock) -> None:
+    """Nothing is lost: the sender gets a temporary failure (it retries) and the input is kept
+    in `receipts` for an operator; once fixed, replay registers it exactly once."""
+    from gateway.app import prepare_store
+
+    app = create_app(settings, clock=clock, adapters={})
+    gw = app[GW]
+    await prepare_store(gw)
+    broken = {"on": True}
+    real_texts = gw.intake.ctx.texts.render
+
+    def render(*args, **kwargs):
+        if broken["on"]:
+            raise KeyError("template bug")
+        return real_texts(*args, **kwargs)
+
+    gw.intake.ctx.texts.render = render  # a bug in the processing step
+    msg = email(
+        "<bug@x>",
+        "ana@example.com",
+        attachments=(AttachmentIn("a.pdf", "application/pdf", 3, data=b"%PD"),),
+    )
+    with pytest.raises(TemporaryFailure):
+        await gw.intake.accept(msg)
+    db = settings.db_url.removeprefix("sqlite:///")
+    assert count(db, "incidents") == 0
+    with sqlite3.connect(db) as conn:
+        state, error = conn.execute("SELECT state, error FROM receipts").fetchone()
+    assert state == "shunted" and "template bug" in error
+    broken["on"] = False
+    assert await gw.intake.replay_shunted() == (1, 0)
+    assert await gw.intake.replay_shunted() == (0, 0)
+    again = await gw.intake.accept(msg)  # the provider's retry: the same receipt
+    assert again.duplicate
+    assert count(db, "incidents") == 1 and count(db, "attachments") == 1
+    await gw.store.close()
