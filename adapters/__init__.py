@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from adapters import telegram_bot
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-ADAPTERS: dict[str, Callable[[Gateway], None]] = {}
+ADAPTERS: dict[str, Callable[[Gateway], None]] = {
+    "telegram": telegram_bot.setup,
+}

@@ -60,6 +60,8 @@ class TelegramSettings:
     bot_token: str | None
     webhook_secret: str | None
     api_base: str
+    request_timeout: timedelta = timedelta(seconds=10)
+    allowed_networks: tuple[str, ...] = ()  # CIDRs; empty: any peer (the secret still applies)
 
     @property
     def enabled(self) -> bool:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
@@ -269,6 +269,15 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def _message_time(msg: Inbound, now: datetime) -> datetime:
+    """When the customer sent it (the timeline's order), if the channel's own time is
+    plausible; providers retry for hours, but a clock far off is not trusted."""
+    sent = msg.received_at
+    if sent is not None and now - timedelta(hours=24) <= sent <= now:
+        return sent
+    return now
+
+
 def _store_message(
     tx: Tx, msg: Inbound, now: datetime, incident_id: int, sender: str | None
 ) -> int:
@@ -281,7 +290,7 @@ def _store_message(
             "sender": sender,
             "body": msg.text,
             "html": msg.meta.get("html"),
-            "at": iso(now),
+            "at": iso(_message_time(msg, now)),
             "external_ref": msg.message_ref,
             "flags": json.dumps(list(msg.flags)),
         }

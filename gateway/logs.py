@@ -33,3 +33,5 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx (python-telegram-bot's transport) logs request URLs, which carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

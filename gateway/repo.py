@@ -73,9 +73,13 @@ class Tx:
         state: str = "done",
         error: str | None = None,
     ) -> int:
+        # A shunted receipt (processing failed earlier) is completed in place on replay.
         return self.execute(
             "INSERT INTO receipts (channel, provider_id, received_at, incident_id, message_id,"
-            " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, provider_id) DO UPDATE SET incident_id = excluded.incident_id,"
+            " message_id = excluded.message_id, state = excluded.state, error = excluded.error,"
+            " raw = coalesce(excluded.raw, receipts.raw)",
             (channel, provider_id, iso(at), incident_id, message_id, raw, state, error),
         )
 
@@ -139,6 +143,16 @@ class Tx:
             "SELECT i.* FROM outbox o JOIN incidents i ON i.id = o.incident_id"
             f" WHERE o.provider_id IN ({marks}) ORDER BY o.id DESC LIMIT 1",
             refs,
+        )
+
+    def incidents_of_contact(self, field: str, value: str, *, open_only: bool = False) -> list[Row]:
+        """A customer's incidents by a contact field (their chat, phone...), oldest first."""
+        assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
+        condition = f" AND i.{OPEN_SQL}" if open_only else ""
+        return self.all(
+            "SELECT i.* FROM incidents i JOIN contacts c ON c.id = i.contact_id"
+            f" WHERE c.{field} = ?{condition} ORDER BY i.id",
+            (value,),
         )
 
     def is_participant(self, incident_id: int, sender: str) -> bool:

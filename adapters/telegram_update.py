@@ -1,0 +1,106 @@
+"""Parsing of Telegram `Update` JSON into what the gateway does with it (pure: no I/O, no clock).
+
+python-telegram-bot's `Update.de_json` reads the wire format; this module only classifies the
+result: a customer's text message, one of the bot's commands, or an update the gateway stores
+and ignores. It never talks to the Bot API or the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import telegram
+from telegram.constants import MessageEntityType
+
+# Commands the bot answers itself (https://core.telegram.org/bots/features#commands);
+# any other "/word" is an ordinary customer message, so nothing a customer writes is dropped.
+COMMANDS = {"start": "start", "help": "start", "estado": "estado", "status": "estado"}
+
+
+class NotAnUpdate(ValueError):
+    """The JSON object is not a Telegram Update."""
+
+
+@dataclass(frozen=True)
+class ParsedUpdate:
+    """One update, classified. `kind` is "message", "command" or "other"."""
+
+    update_id: int
+    kind: str
+    update_type: str  # Telegram's field name: "message", "edited_message", "my_chat_member"...
+    chat_id: str | None = None
+    message_id: int | None = None
+    name: str | None = None
+    text: str = ""
+    command: str | None = None  # "start" or "estado"
+    language: str | None = None  # "en" when the Telegram client runs in English
+    sent_at: datetime | None = None  # the message's own date (aware UTC)
+    has_media: bool = False
+
+
+def bot_id_of(token: str) -> str:
+    """The bot's numeric id: the part of the token before ':' (Bot API token format)."""
+    return token.split(":", 1)[0]
+
+
+def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> ParsedUpdate:
+    """Classify an Update JSON object; raises NotAnUpdate when it is not one."""
+    update_id = data.get("update_id")
+    # bool is an int in Python; Telegram's update_id is a positive 32-bit-ish integer.
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        raise NotAnUpdate("update_id must be a non-negative integer")
+    try:
+        update = telegram.Update.de_json(data, bot)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise NotAnUpdate(f"not a Telegram Update: {type(exc).__name__}") from None
+    update_type = next((t for t in telegram.Update.ALL_TYPES if getattr(update, t, None)), None)
+    if update_type is None:
+        # A type newer than this library (or none at all): stored, answered 200, ignored.
+        extra = sorted(k for k in data if k != "update_id")
+        return ParsedUpdate(update_id, "other", extra[0] if extra else "empty")
+    message = update.message
+    if update_type != "message" or message is None:
+        chat = update.effective_chat
+        return ParsedUpdate(update_id, "other", update_type, chat_id=_chat(chat))
+    return _message(update_id, message)
+
+
+def _chat(chat: telegram.Chat | None) -> str | None:
+    return str(chat.id) if chat is not None else None
+
+
+def _message(update_id: int, message: telegram.Message) -> ParsedUpdate:
+    user = message.from_user
+    name = user.full_name.strip() if user is not None else None
+    if not name and message.sender_chat is not None:
+        name = message.sender_chat.title
+    code = (user.language_code or "").lower() if user is not None else ""
+    text = (message.text or message.caption or "").strip()
+    has_media = message.effective_attachment is not None
+    base = {
+        "chat_id": str(message.chat.id),
+        "message_id": message.message_id,
+        "name": name or None,
+        "text": text,
+        "language": "en" if code.startswith("en") else None,
+        "sent_at": message.date,
+        "has_media": has_media,
+    }
+    if not text:
+        return ParsedUpdate(update_id, "other", "message", **base)
+    command = _command(message)
+    if command is not None:
+        return ParsedUpdate(update_id, "command", "message", command=command, **base)
+    return ParsedUpdate(update_id, "message", "message", **base)
+
+
+def _command(message: telegram.Message) -> str | None:
+    """The bot command the text starts with ("/start@CallMyWayBot x" → "start"), if known."""
+    text = message.text or ""
+    for entity in message.entities:
+        if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
+            word = text[1 : entity.length].split("@", 1)[0].lower()
+            return COMMANDS.get(word)
+    return None
