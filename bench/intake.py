@@ -24,9 +24,9 @@ import aiosqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config.loader import load_settings  # noqa: E402
-from gateway.app import GW, create_app, prepare_store  # noqa: E402
-from gateway.model import Contact, Inbound  # noqa: E402
+from config.loader import load_settings
+from gateway.app import GW, create_app, prepare_store
+from gateway.model import Contact, Inbound
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
@@ -115,7 +115,7 @@ async def main() -> None:
     parser.add_argument("--intakes", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=Path.cwd() if Path("var").exists() else None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         b_elapsed, b_lat = await baseline(f"{tmp}/baseline.db", args.intakes, args.concurrency)
         p_elapsed, p_lat, batches = await pipeline(tmp, args.intakes, args.concurrency)
     b_rate, p_rate = args.intakes / b_elapsed, args.intakes / p_elapsed
