@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from adapters import telegram_bot
+from adapters import click2call_web, telegram_bot, twilio_status, voice_twilio, whatsapp_twilio
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 ADAPTERS: dict[str, Callable[[Gateway], None]] = {
     "telegram": telegram_bot.setup,
+    "whatsapp": whatsapp_twilio.setup,
+    "twilio_status": twilio_status.setup,
+    "voice": voice_twilio.setup,
+    "click2call": click2call_web.setup,
 }

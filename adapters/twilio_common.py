@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 from twilio.rest import Client
 
 from config.settings import Settings
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TWILIO_CLIENT = "twilio_client"  # key in gw.extras
+# Twilio's richest webhook (WhatsApp with 10 media) has well under 100 fields; a form with far
+# more is not Twilio and is refused before parsing or signature work (checklist T11).
+MAX_FORM_FIELDS = 256
+
+
+class FormTooLarge(web.HTTPClientError):
+    """413 for a form with more fields than any Twilio webhook sends."""
+
+    status_code = 413
 
 
 def signed_url(settings: Settings, request: web.Request) -> str:
@@ -42,18 +51,59 @@ async def verified_form(request: web.Request, settings: Settings) -> MultiDictPr
     """The webhook's form if its X-Twilio-Signature is valid; 403 otherwise (nothing stored)."""
     twilio_enabled(settings)
     signature = request.headers.get("X-Twilio-Signature", "")
-    form = await request.post()  # bounded by the app's client_max_size (413 above it)
+    raw = await request.read()  # bounded by the app's client_max_size (413 above it)
+    if request.content_type == "application/x-www-form-urlencoded":
+        fields = raw.count(b"&") + 1
+        if fields > MAX_FORM_FIELDS:
+            log.warning("rejected Twilio webhook %s: %d form fields", request.path, fields)
+            raise FormTooLarge(reason=f"the form has {fields} fields; at most {MAX_FORM_FIELDS}")
+    form = await request.post()  # parses the body read above (aiohttp caches it)
     params: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     algorithm = get_signature_algorithm(
         request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")
     )
     validator = RequestValidator(settings.twilio.auth_token or "")
     url = signed_url(settings, request)
-    if not signature or not validator.validate(url, params, signature, algorithm):
+    if not signature or not _valid(validator, url, params, signature, algorithm):
         # Security log line without the body, the signature or the token (checklist T1).
         log.warning("rejected Twilio webhook %s: bad or missing signature", request.path)
         raise web.HTTPForbidden(reason="invalid Twilio signature")
     return MultiDictProxy(params)
+
+
+def _valid(
+    validator: RequestValidator,
+    url: str,
+    params: MultiDict[str],
+    signature: str,
+    algorithm: str | None,
+) -> bool:
+    # `validate` always signs two URL variants (with and without an explicit port); the exact
+    # URL matches in the common case, so try it alone first and keep `validate` for the rest.
+    try:
+        if compare(validator.compute_signature(url, params, algorithm), signature):
+            return True
+    except ValueError:  # an algorithm this library does not know
+        return False
+    return bool(validator.validate(url, params, signature, algorithm))
+
+
+class BoundedTwilioHttpClient(AsyncTwilioHttpClient):
+    """Twilio's async HTTP client with its timeout applied.
+
+    `AsyncTwilioHttpClient.request` passes its `timeout` argument (None unless a caller gives
+    one) straight to aiohttp, where None means no limit at all; the client's own `timeout` is
+    never used. An outbox sender must not hang forever on a silent API, so default to it.
+    """
+
+    async def request(
+        self,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - the library method's signature
+        **kwargs: Any,
+    ) -> Any:
+        """Make the request with the client's timeout unless the caller gave one."""
+        return await super().request(*args, timeout=timeout or self.timeout, **kwargs)
 
 
 def make_client(settings: Settings) -> Client:
@@ -61,7 +111,7 @@ def make_client(settings: Settings) -> Client:
     client = Client(
         settings.twilio.account_sid,
         settings.twilio.auth_token,
-        http_client=AsyncTwilioHttpClient(timeout=10),
+        http_client=BoundedTwilioHttpClient(timeout=10),
     )
     client.api.base_url = settings.twilio.api_base
     return client

@@ -67,3 +67,35 @@ async def test_incident_lookup_and_errors(start_app, settings, agent_token) -> N
     assert (await client.get("/api/v1/queue?limit=abc", headers=auth)).status == 400
     # An L1 agent cannot look at the L2 queue.
     assert (await client.get("/api/v1/queue?level=L2", headers=auth)).status == 403
+
+
+async def test_attachments_download_with_nosniff_or_redirect_to_twilio(
+    start_app, settings, agent_token
+) -> None:
+    from gateway.model import AttachmentIn
+
+    client, gw = await start_app(settings, adapters={})
+    auth = {"Authorization": f"Bearer {await agent_token(gw)}"}
+    recording = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+    r = await gw.intake.accept(
+        _msg(
+            "SMatt",
+            "+50688880009",
+            attachments=(
+                AttachmentIn("factura.html", "text/html", 23, data=b"<script>alert(1)</script>"),
+                AttachmentIn("buzon.wav", "audio/x-wav", 0, url=recording),
+                AttachmentIn("x.png", "image/png", 0, url="http://169.254.169.254/latest"),
+            ),
+        )
+    )
+    body = await (await client.get(f"/api/v1/incidents/{r.tracking}", headers=auth)).json()
+    html, wav, internal = body["messages"][0]["attachments"]
+    resp = await client.get(html["url"], headers=auth)
+    assert resp.status == 200 and await resp.read() == b"<script>alert(1)</script>"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Disposition"].startswith("attachment;")
+    assert resp.headers["Content-Type"] == "application/octet-stream"
+    resp = await client.get(wav["url"], headers=auth, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == recording
+    assert (await client.get(internal["url"], headers=auth, allow_redirects=False)).status == 404
+    assert (await client.get(html["url"])).status == 401

@@ -1,0 +1,153 @@
+"""WhatsApp through Twilio: the inbound webhook (answered with TwiML) and the channel's wiring.
+
+POST /webhooks/twilio/whatsapp: signature check → one `Inbound` → `intake.accept` → TwiML with
+the acknowledgement for a new incident, an empty `<Response/>` otherwise. Store down → 503, so in
+the Twilio Console (Messaging › Senders › WhatsApp senders › the sender) set "Webhook URL for
+incoming messages" to GATEWAY_PUBLIC_URL/webhooks/twilio/whatsapp and "Fallback URL" to the same
+path on a second instance: Twilio calls it when the first answers 5xx; MessageSid dedupes.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
+from yarl import URL
+
+from adapters.twilio_common import install_client, verified_form
+from adapters.whatsapp_media import JOB_KIND, MediaFetcher
+from adapters.whatsapp_outbound import make_reply_guard, make_sender
+from gateway.api import gw_of
+from gateway.errors import Rejected, TemporaryFailure
+from gateway.model import AttachmentIn, Contact, Inbound, Receipt
+from routing.phone import normalize_phone
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+MAX_MEDIA = 10  # Twilio: at most 10 media per message
+MAX_SID = 64
+
+
+def _phone(form: Mapping[str, str]) -> str:
+    raw = form.get("From", "")
+    if not raw.lower().startswith("whatsapp:"):
+        raise Rejected(f"From must be 'whatsapp:+E164', not {raw[:40]!r}", field="From")
+    phone = normalize_phone(raw)
+    if phone is None:
+        raise Rejected(f"From {raw[:40]!r} is not a valid phone number", field="From")
+    return phone
+
+
+def _attachments(form: Mapping[str, str]) -> tuple[AttachmentIn, ...]:
+    count_text = form.get("NumMedia", "0").strip() or "0"
+    if not count_text.isdigit() or int(count_text) > MAX_MEDIA:
+        message = f"NumMedia must be 0 to {MAX_MEDIA}, not {count_text[:10]!r}"
+        raise Rejected(message, field="NumMedia")
+    found = []
+    for index in range(int(count_text)):
+        url = form.get(f"MediaUrl{index}", "").strip()
+        if not url:
+            raise Rejected(f"MediaUrl{index} is missing", field=f"MediaUrl{index}")
+        ctype = form.get(f"MediaContentType{index}", "application/octet-stream").strip().lower()
+        # Twilio's media URLs end with the Media SID (ME...): a stable, safe file name.
+        stem = "".join(c for c in URL(url).name if c.isalnum())[:40] or f"media{index}"
+        found.append(
+            AttachmentIn(
+                filename=stem + (mimetypes.guess_extension(ctype) or ""),
+                content_type=ctype[:100],
+                size=0,
+                data=None,  # fetched after the commit (adapters.whatsapp_media)
+                url=url[:2000],
+            )
+        )
+    return tuple(found)
+
+
+def _text(form: Mapping[str, str], attachments: tuple[AttachmentIn, ...]) -> str:
+    body = form.get("Body", "").strip()
+    if body:
+        return body
+    if form.get("Latitude") and form.get("Longitude"):
+        place = " ".join(filter(None, (form.get("Label"), form.get("Address"))))
+        return f"[ubicación {form['Latitude']},{form['Longitude']}] {place}".strip()
+    if attachments:
+        return f"[{len(attachments)} archivo(s) adjunto(s)]"
+    return ""
+
+
+def parse_inbound(form: Mapping[str, str], now: datetime, raw: bytes | None = None) -> Inbound:
+    """A Twilio WhatsApp webhook form → the core's Inbound (Rejected names the bad field)."""
+    sid = form.get("MessageSid", "").strip() or form.get("SmsMessageSid", "").strip()
+    if not sid or len(sid) > MAX_SID or not sid.isalnum():
+        raise Rejected("MessageSid is missing or malformed", field="MessageSid")
+    phone = _phone(form)
+    name = form.get("ProfileName", "").strip()[:100] or None
+    attachments = _attachments(form)
+    return Inbound(
+        channel="whatsapp",
+        provider_id=sid,
+        contact=Contact(name=name, phone=phone),
+        text=_text(form, attachments),
+        received_at=now,
+        attachments=attachments,
+        thread_by_contact=True,
+        acknowledge=False,  # the acknowledgement is the TwiML answer itself
+        author=name,
+        raw=raw,
+        meta={"wa_id": form.get("WaId")},
+    )
+
+
+def twiml(receipt: Receipt) -> web.Response:
+    """The TwiML answer: the acknowledgement for a new incident, nothing for a follow-up."""
+    response = MessagingResponse()
+    # A retried MessageSid (duplicate) gets the same answer as the first delivery.
+    if receipt.created:
+        response.message(receipt.ack_text)
+    return web.Response(text=str(response), content_type="application/xml")
+
+
+def make_handler(fetcher: MediaFetcher) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST /webhooks/twilio/whatsapp."""
+
+    async def whatsapp_webhook(request: web.Request) -> web.Response:
+        gw = gw_of(request)
+        try:
+            form = await verified_form(request, gw.settings)
+        except web.HTTPForbidden:
+            gw.metrics.reject("whatsapp", "signature")
+            raise
+        inbound = parse_inbound(form, gw.clock(), raw=await request.read())
+        try:
+            receipt = await gw.intake.accept(inbound)
+            if inbound.attachments:
+                await fetcher.ensure_job(inbound.provider_id)
+        except TemporaryFailure:
+            # 503 so Twilio retries or calls the Fallback URL; the MessageSid dedupes it.
+            log.warning("WhatsApp %s not committed: answering 503", inbound.provider_id)
+            raise
+        if inbound.attachments:
+            fetcher.start(inbound.provider_id)
+        return twiml(receipt)
+
+    return whatsapp_webhook
+
+
+def setup(gw: Gateway) -> None:
+    """Register the webhook, the media fetcher and its job, the outbox sender and reply guard."""
+    install_client(gw)
+    fetcher = MediaFetcher(gw)
+    gw.extras["whatsapp_media"] = fetcher
+    gw.app.cleanup_ctx.append(fetcher.context)
+    gw.scheduler.register(JOB_KIND, fetcher.run_job)
+    gw.outbox.register("whatsapp", make_sender(gw))
+    gw.reply_guards["whatsapp"] = make_reply_guard(gw.settings)
+    gw.app.router.add_post(WEBHOOK_PATH, make_handler(fetcher))

@@ -1,0 +1,267 @@
+"""Benchmark: the WhatsApp webhook of the real gateway vs a bare aiohttp handler, one run.
+
+Each server runs in this process (pinned to CPU 0 when there are two); the load comes from a
+second process (this script with --load, pinned to CPU 1): an aiohttp client with 50 connections
+posting Twilio-signed WhatsApp forms, bounded by a request count and a time limit, loopback only.
+The gateway commits to a file-backed SQLite database (WAL, synchronous=FULL); afterwards every
+accepted message is counted in it. Usage: python bench/webhook.py [--requests 3000] [--conns 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+# Run as a script, Python puts bench/ first on sys.path, where a sibling benchmark's module
+# (e.g. queue.py) would shadow the standard library: use the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+from twilio.twiml.messaging_response import MessagingResponse  # noqa: E402
+
+PATH = "/webhooks/twilio/whatsapp"
+SID = "AC" + "0" * 32
+TOKEN = "bench-auth-token-0123456789abcdef"
+
+
+def pin(cpu: int) -> None:
+    """Keep server and load generator on separate cores when the machine has two."""
+    if os.environ.get("BENCH_NO_PIN"):
+        return
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {cpu})
+
+
+def forms(n: int, public_url: str, tag: str) -> list[tuple[bytes, str]]:
+    """n signed WhatsApp forms (~600 bytes); two messages per phone: new incident + follow-up."""
+    validator = RequestValidator(TOKEN)
+    out = []
+    for i in range(n):
+        sid = "SM" + uuid.uuid4().hex
+        params = [
+            ("SmsMessageSid", sid),
+            ("NumMedia", "0"),
+            ("ProfileName", f"Cliente {i}"),
+            ("MessageType", "text"),
+            ("SmsSid", sid),
+            ("WaId", f"5068{tag}{i // 2:06d}"),
+            ("SmsStatus", "received"),
+            ("Body", "Hola, no tengo tono en mi línea desde esta mañana, ¿me pueden ayudar?"),
+            ("To", "whatsapp:+50640004000"),
+            ("NumSegments", "1"),
+            ("ReferralNumMedia", "0"),
+            ("MessageSid", sid),
+            ("AccountSid", SID),
+            ("From", f"whatsapp:+5068{tag}{i // 2:06d}"),
+            ("ApiVersion", "2010-04-01"),
+        ]
+        signature = validator.compute_signature(public_url + PATH, dict(params))
+        out.append((urlencode(params).encode(), signature))
+    return out
+
+
+async def _aiohttp_worker(
+    session: aiohttp.ClientSession, url: str, queue: asyncio.Queue, stats: Stats
+) -> None:
+    while not queue.empty() and time.perf_counter() < stats.deadline:
+        body, signature = queue.get_nowait()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        }
+        started = time.perf_counter()
+        async with session.post(url + PATH, data=body, headers=headers) as resp:
+            await resp.read()
+        stats.record(started, resp.status)
+
+
+async def _raw_worker(url: str, queue: asyncio.Queue, stats: Stats) -> None:
+    """HTTP/1.1 keep-alive by hand: a far cheaper client, so the server is what is measured."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        while not queue.empty() and time.perf_counter() < stats.deadline:
+            body, signature = queue.get_nowait()
+            head = (
+                f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            started = time.perf_counter()
+            writer.write(head.encode() + body)
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            length = next(
+                int(line.split(":", 1)[1])
+                for line in lines
+                if line.lower().startswith("content-length:")
+            )
+            await reader.readexactly(length)
+            stats.record(started, int(lines[0].split()[1]))
+    finally:
+        writer.close()
+
+
+class Stats:
+    """Latencies and status counts of one phase."""
+
+    def __init__(self, limit: float):
+        self.deadline = time.perf_counter() + limit
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+
+    def record(self, started: float, status: int) -> None:
+        self.latencies.append(time.perf_counter() - started)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+async def load(args: argparse.Namespace) -> dict:
+    """The second process: post signed forms over `conns` connections; latency stats."""
+    pin(1)
+    queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
+    for item in forms(args.requests, args.public_url, args.tag):
+        queue.put_nowait(item)
+    stats = Stats(args.limit)
+    started = time.perf_counter()
+    if args.client == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=args.conns)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            workers = [_aiohttp_worker(session, args.load, queue, stats) for _ in range(args.conns)]
+            await asyncio.gather(*workers)
+    else:
+        await asyncio.gather(*(_raw_worker(args.load, queue, stats) for _ in range(args.conns)))
+    elapsed = time.perf_counter() - started
+    latencies = sorted(stats.latencies)
+    return {
+        "requests": len(latencies),
+        "statuses": stats.statuses,
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+async def drive(url: str, public_url: str, args: argparse.Namespace, tag: str) -> dict:
+    """Run the load generator as a second process and read its JSON result."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load", url, "--public-url", public_url,
+        "--requests", str(args.requests), "--conns", str(args.conns),
+        "--limit", str(args.limit), "--tag", tag, "--client", args.client,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    cpu = time.process_time()  # this process only serves while the load runs
+    out, _ = await proc.communicate()
+    result = json.loads(out)
+    result["server_cpu_us"] = (time.process_time() - cpu) / max(result["requests"], 1) * 1e6
+    return result
+
+
+async def bare(request: web.Request) -> web.Response:
+    """The baseline: parse the same form, answer TwiML."""
+    form = await request.post()
+    response = MessagingResponse()
+    response.message(f"Recibido {form['MessageSid']}")
+    return web.Response(text=str(response), content_type="application/xml")
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def main(args: argparse.Namespace) -> None:
+    from adapters import twilio_status, whatsapp_twilio
+    from config.loader import load_settings
+    from gateway.app import GW, create_app
+
+    pin(0)
+    app = web.Application()
+    app.router.add_post(PATH, bare)
+    runner, url = await serve(app)
+    base = await drive(url, url, args, "1")
+    await runner.cleanup()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # The public URL must be known before the app starts: reserve a port first.
+        probe = web.Application()
+        probe_runner, probe_url = await serve(probe)
+        port = probe_url.rsplit(":", 1)[1]
+        await probe_runner.cleanup()
+        env = {
+            "GATEWAY_DB": f"sqlite:///{tmp}/bench.db",
+            "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "TWILIO_ACCOUNT_SID": SID,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "TWILIO_API_BASE": "http://127.0.0.1:9",
+        }
+        settings = load_settings(env)
+        adapters = {"whatsapp": whatsapp_twilio.setup, "twilio_status": twilio_status.setup}
+        gw_app = create_app(settings, adapters=adapters)
+        gw_runner = web.AppRunner(gw_app, access_log=None)
+        await gw_runner.setup()
+        await web.TCPSite(gw_runner, "127.0.0.1", int(port)).start()
+        gateway = await drive(f"http://127.0.0.1:{port}", env["GATEWAY_PUBLIC_URL"], args, "2")
+        gw = gw_app[GW]
+        stored = await gw.store.read(
+            lambda tx: tx.one("SELECT count(*) AS n FROM receipts WHERE channel = 'whatsapp'")
+        )
+        incidents = await gw.store.read(lambda tx: tx.one("SELECT count(*) AS n FROM incidents"))
+        batches = getattr(gw.store, "batches", 0)
+        await gw_runner.cleanup()
+
+    for name, r in (("bare aiohttp", base), ("gateway", gateway)):
+        print(
+            f"{name:13s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:8.0f} req/s"
+            f"  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms"
+            f"  server CPU {r['server_cpu_us']:.0f} µs/req  statuses {r['statuses']}"
+        )
+    ok = gateway["statuses"].get("200", 0)
+    print(f"ratio gateway/bare: {gateway['rps'] / base['rps']:.2f} (target >= 0.5)")
+    cpu_ratio = base["server_cpu_us"] / gateway["server_cpu_us"]
+    print(f"server CPU ratio bare/gateway: {cpu_ratio:.2f} (less sensitive to a busy machine)")
+    print(
+        f"committed: {stored['n']} of {ok} answered 200 ({incidents['n']} incidents,"
+        f" {batches} group commits)"
+    )
+    if stored["n"] != ok:
+        raise SystemExit("an acknowledged message is missing from the database")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--conns", type=int, default=50)
+    parser.add_argument("--limit", type=float, default=30.0, help="seconds per phase at most")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="load client: hand-written HTTP/1.1 keep-alive (cheap) or aiohttp's ClientSession",
+    )
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--public-url", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="1", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(load(args))))
+    else:
+        asyncio.run(main(args))
+
+
+if __name__ == "__main__":
+    cli()
