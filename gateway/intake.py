@@ -230,22 +230,28 @@ def _register(
         "updated_at": iso(now),
     }
     incident_id = tx.insert_incident(fields)
-    tx.insert_event(
-        incident_id,
-        now,
-        "system",
-        "registered",
-        {"channel": msg.channel, "tracking": tracking, "phase": "registro"},
-    )
-    tx.insert_event(
-        incident_id,
-        now,
-        "system",
-        "routed",
-        {"level": a.level, "line": a.line.code, "reasons": list(a.reasons), "flags": list(a.flags)},
-    )
+    events: list[tuple[datetime, str, str, Row | None]] = [
+        (
+            now,
+            "system",
+            "registered",
+            {"channel": msg.channel, "tracking": tracking, "phase": "registro"},
+        ),
+        (
+            now,
+            "system",
+            "routed",
+            {
+                "level": a.level,
+                "line": a.line.code,
+                "reasons": list(a.reasons),
+                "flags": list(a.flags),
+            },
+        ),
+    ]
     if a.after_hours:
-        tx.insert_event(incident_id, now, "system", "after_hours", {"opens_at": iso(a.opens_at)})
+        events.append((now, "system", "after_hours", {"opens_at": iso(a.opens_at)}))
+    tx.insert_events(incident_id, events)
     # The row as inserted (no re-read); columns left to their defaults are filled in here.
     defaults = {
         "team": None,
@@ -323,15 +329,21 @@ def _receipt(
     line = cfg.lines.get(row["country"], cfg.default_line)
     after_hours = bool(row["after_hours"]) and created
     opens_at = parse_iso(row["opens_at"]) if after_hours else None
-    text = ctx.texts.render(
-        "ack" if created else "joined",
-        row["language"],
-        tracking=row["tracking"],
-        name=name if name is not None else (tx.contact(row["contact_id"]) or {}).get("name"),
-        line=line,
-        after_hours=after_hours,
-        opens_at=opens_at,
-    )
+    if name is None:
+        name = (tx.contact(row["contact_id"]) or {}).get("name")
+    language, tracking = row["language"], row["tracking"]
+
+    def render() -> str:
+        return ctx.texts.render(
+            "ack" if created else "joined",
+            language,
+            tracking=tracking,
+            name=name,
+            line=line,
+            after_hours=after_hours,
+            opens_at=opens_at,
+        )
+
     return Receipt(
         tracking=row["tracking"],
         incident_id=int(row["id"]),
@@ -343,7 +355,7 @@ def _receipt(
         language=row["language"],
         after_hours=after_hours,
         opens_at=opens_at,
-        ack_text=text,
+        render_ack=render,
     )
 
 

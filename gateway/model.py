@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 Channel = Literal["email", "whatsapp", "webchat", "click2call", "voice", "telegram"]
@@ -83,7 +85,15 @@ class Receipt:
     language: str
     after_hours: bool
     opens_at: datetime | None
-    ack_text: str  # the acknowledgement to show the customer (templates, customer's language)
+    render_ack: Callable[[], str] = field(repr=False, compare=False, default=lambda: "")
+
+    @cached_property
+    def ack_text(self) -> str:
+        """The acknowledgement to show the customer (templates, customer's language).
+
+        Rendered on first use, outside the database thread: most follow-ups never show it.
+        """
+        return self.render_ack()
 
 
 @dataclass(frozen=True)

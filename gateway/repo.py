@@ -230,6 +230,18 @@ class Tx:
             (incident_id, iso(at), actor, kind, json.dumps(detail or {}, default=str)),
         )
 
+    def insert_events(
+        self, incident_id: int, events: Sequence[tuple[datetime, str, str, Row | None]]
+    ) -> None:
+        """Several audit entries of one incident in one statement."""
+        self.conn.executemany(
+            "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            [
+                (incident_id, iso(at), actor, kind, json.dumps(detail or {}, default=str))
+                for at, actor, kind, detail in events
+            ],
+        )
+
     def messages(self, incident_id: int) -> list[Row]:
         return self.all(
             "SELECT * FROM messages WHERE incident_id = ? ORDER BY at, id", (incident_id,)

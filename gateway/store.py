@@ -174,32 +174,51 @@ def _run_read(conn: sqlite3.Connection, fn: Callable[[Tx], T]) -> T:
 
 
 def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
-    """Runs in the database thread: one BEGIN IMMEDIATE … COMMIT around every function."""
-    out: list[tuple[bool, Any]] = []
+    """Runs in the database thread: one BEGIN IMMEDIATE … COMMIT around every function.
+
+    Optimistic: the jobs run back to back; only if one fails is the transaction rolled back and
+    the batch run again with a SAVEPOINT per job, so the failure takes back only its own rows.
+    Write functions must therefore be pure functions of the transaction (they may run twice).
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         tx = Tx(conn)
-        # A lone job needs no savepoint: if it fails, the whole transaction is rolled back.
-        isolate = len(fns) > 1
-        for fn in fns:
-            if isolate:
-                conn.execute("SAVEPOINT job")
-            try:
-                value = fn(tx)
-            except Exception as exc:
-                if not isolate:
-                    raise
-                conn.execute("ROLLBACK TO job")
-                out.append((False, _job_error(exc)))
-            else:
-                out.append((True, value))
-            if isolate:
-                conn.execute("RELEASE job")
+        out: list[tuple[bool, Any]] = []
+        try:
+            for fn in fns:
+                out.append((True, fn(tx)))
+        except Exception as exc:
+            if len(fns) == 1:
+                raise
+            first_failure = exc
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            out = _run_isolated(conn, fns)
+            log.debug("batch re-run with savepoints after %r", first_failure)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+    return out
+
+
+def _run_isolated(
+    conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]
+) -> list[tuple[bool, Any]]:
+    """Each job in its own SAVEPOINT: a failing one is rolled back alone."""
+    out: list[tuple[bool, Any]] = []
+    tx = Tx(conn)
+    for fn in fns:
+        conn.execute("SAVEPOINT job")
+        try:
+            value = fn(tx)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            out.append((False, _job_error(exc)))
+        else:
+            out.append((True, value))
+        conn.execute("RELEASE job")
     return out
 
 

@@ -6,6 +6,8 @@ or its numeric enums: every function takes and returns plain strings (or None).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
 
@@ -63,6 +65,8 @@ def _parse(raw: str, region: str | None = None) -> PhoneNumber | None:
         return None
 
 
+# Parsing costs tens of microseconds and the same customers write again and again: cache.
+@lru_cache(maxsize=8192)
 def normalize_phone(raw: str, region: str | None = None) -> str | None:
     """Return `raw` (any human or Twilio form) as E.164, or None if it is not a possible number."""
     number = _parse(raw, region)
@@ -78,6 +82,7 @@ def normalize_phone(raw: str, region: str | None = None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=8192)
 def country_of_phone(e164: str) -> str | None:
     """Return the ISO alpha-2 country of a number (NANP split by area code), or None."""
     number = _parse(e164)
@@ -96,6 +101,7 @@ def country_of_phone(e164: str) -> str | None:
     return region
 
 
+@lru_cache(maxsize=8192)
 def phone_kind(e164: str) -> str:
     """Return the kind of a number: one of PHONE_KINDS ("invalid" when not a valid number)."""
     number = _parse(e164)
@@ -104,6 +110,7 @@ def phone_kind(e164: str) -> str:
     return _KINDS.get(phonenumbers.number_type(number), "other")
 
 
+@lru_cache(maxsize=8192)
 def is_valid_phone(e164: str) -> bool:
     """Return whether a number is valid (assigned numbering range), not merely possible."""
     number = _parse(e164)
