@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from adapters import click2call_web, telegram_bot, twilio_status, voice_twilio, whatsapp_twilio
+from adapters import (
+    click2call_web,
+    telegram_bot,
+    twilio_status,
+    voice_twilio,
+    webchat_ws,
+    whatsapp_twilio,
+)
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -21,4 +28,5 @@ ADAPTERS: dict[str, Callable[[Gateway], None]] = {
     "twilio_status": twilio_status.setup,
     "voice": voice_twilio.setup,
     "click2call": click2call_web.setup,
+    "webchat": webchat_ws.setup,
 }
