@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from config.settings import Settings
-from gateway import api
+from gateway import api, reports, workspace
 from gateway.auth import User
 from gateway.bus import Bus
 from gateway.http import error_middleware
@@ -118,6 +118,8 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_workers_ctx)
     api.setup(app)
+    workspace.setup(gw)  # agent pages, sessions and the life-cycle actions API
+    reports.setup(app)
     if adapters is None:
         from adapters import ADAPTERS
 

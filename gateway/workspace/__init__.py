@@ -1,0 +1,29 @@
+"""The agent workspace: sessions, the live queue and incident pages, the life-cycle actions API.
+
+`setup(gw)` registers its routes, its migration (login throttling) and the session-cookie
+authenticator. It builds on the core (`gateway.api`, `gateway.incident`, `gateway.replies`) and
+never changes the core's tables' meaning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.workspace import api, forms, live, login, openapi, pages, sessions
+from gateway.workspace.web import STATIC
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+def setup(gw: Gateway) -> None:
+    """Wire the workspace into a gateway."""
+    gw.add_migrations("workspace", sessions.MIGRATIONS)
+    gw.authenticators.append(sessions.authenticate)
+    api.setup(gw)
+    openapi.setup(gw.app)
+    login.setup(gw.app)
+    pages.setup(gw.app)
+    forms.setup(gw.app)
+    live.setup(gw.app)
+    gw.app.router.add_static("/static/agent/", STATIC, name="agent_static")
