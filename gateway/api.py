@@ -6,9 +6,11 @@ tracking number grants nothing by itself (checklist A1).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 
 from gateway.auth import User, user_by_token
@@ -44,7 +46,7 @@ async def current_user(request: web.Request) -> User:
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
         if token:
-            user = await gw.store.read(lambda tx: user_by_token(tx, token))
+            user = await _token_user(gw, token)
         if user is None:
             raise web.HTTPUnauthorized(reason="invalid API token")
     else:
@@ -59,6 +61,30 @@ async def current_user(request: web.Request) -> User:
         )
     request[USER_KEY] = user
     return user
+
+
+TOKEN_TTL = 10.0  # seconds a resolved API token is trusted without asking the database
+
+
+async def _token_user(gw: Gateway, token: str) -> User | None:
+    """The token's user; cached briefly, since integrations poll the queue many times a second
+    and each lookup costs a trip to the database thread. Unknown tokens are never cached."""
+    cache: dict[str, tuple[User, float]] = gw.extras.setdefault("token_cache", {})
+    now = time.monotonic()
+    hit = cache.get(token)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    user = await gw.store.read(lambda tx: user_by_token(tx, token))
+    if user is not None:
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[token] = (user, now + TOKEN_TTL)
+    return user
+
+
+def json_body(data: Any, status: int = 200) -> web.Response:
+    """A JSON response serialised with orjson (several times faster than json for queues)."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def can_see(user: User, row: Row) -> bool:
@@ -85,39 +111,47 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
     return value
 
 
+QUEUE_SELECT = (
+    "SELECT i.*, c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone,"
+    " c.telegram_chat_id AS contact_telegram_chat_id"
+    " FROM incidents i JOIN contacts c ON c.id = i.contact_id WHERE i.level = ?"
+    # The open-status condition is written literally so SQLite picks the partial index.
+    " AND i.status IN ('new', 'in_progress', 'waiting_customer')"
+)
+
+
 def queue_rows(
     tx: Tx, *, level: str, team_first: str | None, filters: dict[str, str], limit: int
 ) -> list[Row]:
-    """Open incidents of one level, most urgent SLA deadline first."""
-    # The open-status condition is written literally so SQLite picks the partial index.
-    sql = (
-        "SELECT * FROM incidents WHERE level = ?"
-        " AND status IN ('new', 'in_progress', 'waiting_customer')"
-    )
+    """Open incidents of one level with their contact, most urgent SLA deadline first.
+
+    One query (contact joined by its key): a queue page is read many times a second.
+    """
+    sql = QUEUE_SELECT
     params: list[Any] = [level]
     for column, value in filters.items():
-        sql += f" AND {column} = ?"
+        sql += f" AND i.{column} = ?"
         params.append(value)
-    order = " ORDER BY urgent_due, id LIMIT ?"
+    order = " ORDER BY i.urgent_due, i.id LIMIT ?"
     if not team_first:
-        return tx.all(sql + order, (*params, limit))
+        return tx.raw(sql + order, (*params, limit))
     # Team first as two index-ordered reads: sorting on (team IS ?) would sort every open
     # incident of the level in a temporary B-tree on each request.
-    mine = tx.all(sql + " AND team = ?" + order, (*params, team_first, limit))
+    mine = tx.raw(sql + " AND i.team = ?" + order, (*params, team_first, limit))
     if len(mine) >= limit:
         return mine
-    rest = tx.all(sql + " AND team IS NOT ?" + order, (*params, team_first, limit - len(mine)))
+    rest = tx.raw(sql + " AND i.team IS NOT ?" + order, (*params, team_first, limit - len(mine)))
     return mine + rest
 
 
-def contacts_of(tx: Tx, ids: list[int]) -> dict[int, Row]:
-    """Contacts by id in one query (a queue page is one round trip, not one per row)."""
-    unique = sorted(set(ids))
-    if not unique:
-        return {}
-    marks = ", ".join("?" * len(unique))
-    rows = tx.all(f"SELECT * FROM contacts WHERE id IN ({marks})", unique)
-    return {r["id"]: r for r in rows}
+def queue_contact(row: Row) -> dict[str, Any]:
+    """The contact columns a queue row carries."""
+    return {
+        "name": row["contact_name"],
+        "email": row["contact_email"],
+        "phone": row["contact_phone"],
+        "telegram_chat_id": row["contact_telegram_chat_id"],
+    }
 
 
 async def queue(request: web.Request) -> web.Response:
@@ -150,11 +184,10 @@ async def queue(request: web.Request) -> web.Response:
 
     def read(tx: Tx) -> list[dict[str, Any]]:
         rows = queue_rows(tx, level=level, team_first=team, filters=filters, limit=limit)
-        contacts = contacts_of(tx, [r["contact_id"] for r in rows])
-        return [summary_json(r, contacts.get(r["contact_id"]), now, window) for r in rows]
+        return [summary_json(r, queue_contact(r), now, window) for r in rows]
 
     incidents = await gw.store.read(read)
-    return web.json_response({"level": level, "incidents": incidents})
+    return json_body({"level": level, "incidents": incidents})
 
 
 async def incident(request: web.Request) -> web.Response:
@@ -168,7 +201,7 @@ async def incident(request: web.Request) -> web.Response:
     def read(tx: Tx) -> dict[str, Any]:
         return incident_json(tx, visible_incident(tx, user, tracking), now, window)
 
-    return web.json_response(await gw.store.read(read))
+    return json_body(await gw.store.read(read))
 
 
 async def attachment(request: web.Request) -> web.StreamResponse:

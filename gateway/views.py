@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from gateway.repo import Row, Tx
 from gateway.timeutil import parse_iso
@@ -76,8 +77,8 @@ def summary_json(row: Row, contact: Row | None, now: datetime, at_risk_window: A
         "sla": sla_json(row, now, at_risk_window),
         "category": row["category"],
         "resolution": row["resolution"],
-        "routing": json.loads(row["routing"] or "{}"),
-        "flags": json.loads(row["flags"] or "[]"),
+        "routing": orjson.loads(row["routing"] or "{}"),
+        "flags": orjson.loads(row["flags"] or "[]"),
     }
 
 
@@ -111,7 +112,7 @@ def incident_json(tx: Tx, row: Row, now: datetime, at_risk_window: Any) -> dict[
         for m in messages
     ]
     out["events"] = [
-        {"at": e["at"], "actor": e["actor"], "kind": e["kind"], "detail": json.loads(e["detail"])}
+        {"at": e["at"], "actor": e["actor"], "kind": e["kind"], "detail": orjson.loads(e["detail"])}
         for e in tx.events(row["id"])
     ]
     return out

@@ -12,7 +12,7 @@ from typing import Any
 import nh3
 from aiohttp import web
 
-from gateway.api import contacts_of, current_user, gw_of, queue_rows, visible_incident
+from gateway.api import current_user, gw_of, queue_contact, queue_rows, visible_incident
 from gateway.auth import User
 from gateway.errors import NotFound
 from gateway.model import CHANNELS, OPEN_STATUSES
@@ -77,8 +77,7 @@ async def _queue_data(request: web.Request, user: User) -> dict[str, Any]:
 
     def read(tx: Tx) -> list[dict[str, Any]]:
         rows = queue_rows(tx, level=level, team_first=team, filters=filters, limit=QUEUE_LIMIT)
-        contacts = contacts_of(tx, [r["contact_id"] for r in rows])
-        return [queue_view(r, contacts.get(r["contact_id"]), now, window) for r in rows]
+        return [queue_view(r, queue_contact(r), now, window) for r in rows]
 
     return {
         "level": level,

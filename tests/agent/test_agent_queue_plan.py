@@ -14,9 +14,9 @@ def _plan(conn: sqlite3.Connection, **kw) -> str:
     captured: list[tuple[str, tuple]] = []
 
     class Spy(Tx):
-        def all(self, sql, params=()):
+        def raw(self, sql, params=()):
             captured.append((sql, tuple(params)))
-            return super().all(sql, params)
+            return super().raw(sql, params)
 
     queue_rows(Spy(conn), **kw)
     sql, params = captured[0]
@@ -31,6 +31,7 @@ def test_queue_query_uses_the_partial_index() -> None:
         conn.execute(statement)
     plan = _plan(conn, level="L1", team_first=None, filters={}, limit=50)
     assert "USING INDEX incidents_queue" in plan and "TEMP B-TREE" not in plan, plan
+    assert "SEARCH c USING INTEGER PRIMARY KEY" in plan, plan  # contact joined by its key
     filtered = _plan(conn, level="L1", team_first=None, filters={"channel": "email"}, limit=50)
     assert "USING INDEX incidents_queue" in filtered, filtered
     team = _plan(conn, level="L2", team_first="redes", filters={}, limit=50)
