@@ -9,20 +9,25 @@ Every pipeline intake is durable when its `accept()` returns (it waited for its 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py (the queue benchmark) would shadow the stdlib `queue` that aiosqlite imports:
+# drop this folder from the path and put the project root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
 import argparse
 import asyncio
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiosqlite
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.loader import load_settings
 from gateway.app import GW, create_app, prepare_store

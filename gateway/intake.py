@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, TemporaryFailure
 from gateway.incident import IncidentState, customer_message, urgent_due
 from gateway.language import detect_language
 from gateway.model import Inbound, Receipt, inbound_from_json, inbound_to_json
-from gateway.repo import Row, Tx
+from gateway.repo import Row, Tx, to_json
 from gateway.store import Store
 from gateway.texts import Texts
 from gateway.timeutil import Clock, iso, parse_iso
@@ -71,7 +71,7 @@ def state_fields(state: IncidentState, row: Row) -> Row:
         "resolved_at": iso(state.resolved_at),
         "category": state.category,
         "resolution": state.resolution,
-        "pauses": json.dumps([[iso(a), iso(b)] for a, b in state.pauses]),
+        "pauses": to_json([[iso(a), iso(b)] for a, b in state.pauses]),
         "urgent_due": iso(due),
     }
 
@@ -225,8 +225,8 @@ def _register(
         "attention_due": iso(a.sla.attention_due),
         "solution_due": iso(a.sla.solution_due),
         "urgent_due": iso(a.sla.attention_due),
-        "routing": json.dumps({"reasons": list(a.reasons), "resolved_country": a.country}),
-        "flags": json.dumps(sorted({*a.flags, *msg.flags})),
+        "routing": to_json({"reasons": list(a.reasons), "resolved_country": a.country}),
+        "flags": to_json(sorted({*a.flags, *msg.flags})),
         "updated_at": iso(now),
     }
     incident_id = tx.insert_incident(fields)
@@ -298,7 +298,7 @@ def _store_message(
             "html": msg.meta.get("html"),
             "at": iso(_message_time(msg, now)),
             "external_ref": msg.message_ref,
-            "flags": json.dumps(list(msg.flags)),
+            "flags": to_json(list(msg.flags)),
         }
     )
     for att in msg.attachments:

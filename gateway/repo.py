@@ -7,17 +7,25 @@ module only reads and writes rows.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from gateway.timeutil import iso
 from gateway.tracking import format_tracking
 
 Row = dict[str, Any]
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a TEXT column (orjson: several times faster than json on the hot path)."""
+    return orjson.dumps(value, default=str).decode()
+
+
 OPEN_SQL = "status IN ('new', 'in_progress', 'waiting_customer')"
 
 
@@ -239,7 +247,7 @@ class Tx:
     ) -> int:
         return self.execute(
             "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, iso(at), actor, kind, json.dumps(detail or {}, default=str)),
+            (incident_id, iso(at), actor, kind, to_json(detail or {})),
         )
 
     def insert_events(
@@ -249,7 +257,7 @@ class Tx:
         self.conn.executemany(
             "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
             [
-                (incident_id, iso(at), actor, kind, json.dumps(detail or {}, default=str))
+                (incident_id, iso(at), actor, kind, to_json(detail or {}))
                 for at, actor, kind, detail in events
             ],
         )
@@ -294,7 +302,7 @@ class Tx:
                 recipient,
                 incident_id,
                 message_id,
-                json.dumps(payload, default=str),
+                to_json(payload),
                 status,
                 iso(at),
                 iso(at),

@@ -17,9 +17,11 @@ def iso(moment: datetime | None) -> str | None:
     """Aware datetime -> '2026-11-29T10:05:41.123456+00:00' (None stays None)."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime")
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def parse_iso(text: str | None) -> datetime | None:
