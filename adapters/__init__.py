@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from adapters import (
     click2call_web,
+    email_smtp,
     telegram_bot,
     twilio_status,
     voice_twilio,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 ADAPTERS: dict[str, Callable[[Gateway], None]] = {
+    "email": email_smtp.setup,
     "telegram": telegram_bot.setup,
     "whatsapp": whatsapp_twilio.setup,
     "twilio_status": twilio_status.setup,

@@ -40,7 +40,6 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-
 @dataclass(frozen=True)
 class CommandContext:
     """What answering a command needs besides the transaction."""

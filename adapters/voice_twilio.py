@@ -9,7 +9,6 @@ connected and the call is registered later from its status callback. No slow wor
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -226,10 +225,10 @@ async def on_call_status(gw: Gateway, form: MultiDictProxy[str]) -> None:
 
     def write(tx: Any) -> bool:
         # Twilio may repeat a callback: one event per call and kind.
-        pattern = f'%"call_sid": {json.dumps(sid)}%'
         seen = tx.one(
-            "SELECT 1 FROM events WHERE incident_id = ? AND kind = ? AND detail LIKE ?",
-            (incident_id, kind, pattern),
+            "SELECT 1 FROM events WHERE incident_id = ? AND kind = ?"
+            " AND json_extract(detail, '$.call_sid') = ?",
+            (incident_id, kind, sid),
         )
         if seen is None:
             tx.insert_event(incident_id, now, "system", kind, detail)

@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import json
+import resource
+import socket
+import tempfile
+import time
+from typing import Any
 
-import aiohttp  # noqa: E402
+import aiohttp
 
 ORIGIN = "https://www.callmyway.com"
 

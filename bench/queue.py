@@ -20,24 +20,24 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
 
-from gateway.auth import token_digest  # noqa: E402
-from gateway.schema import CORE  # noqa: E402
-from gateway.store import _apply_migrations  # noqa: E402
-from gateway.tracking import format_tracking  # noqa: E402
-from gateway.workspace.sessions import MIGRATIONS as WORKSPACE  # noqa: E402
+from gateway.auth import token_digest
+from gateway.schema import CORE
+from gateway.store import _apply_migrations
+from gateway.tracking import format_tracking
+from gateway.workspace.sessions import MIGRATIONS as WORKSPACE
 
 TOKEN = "bench-token-" + "x" * 32
 NOW = datetime.now(UTC)

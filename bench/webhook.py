@@ -24,10 +24,10 @@ from urllib.parse import urlencode
 # (e.g. queue.py) would shadow the standard library: use the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-from twilio.request_validator import RequestValidator  # noqa: E402
-from twilio.twiml.messaging_response import MessagingResponse  # noqa: E402
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 PATH = "/webhooks/twilio/whatsapp"
 SID = "AC" + "0" * 32

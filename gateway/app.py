@@ -29,7 +29,7 @@ from gateway.replies import ReplyGuard
 from gateway.scheduler import Scheduler
 from gateway.store import SqliteStore, Store, sqlite_path
 from gateway.texts import Texts
-from gateway.timeutil import Clock, utcnow
+from gateway.timeutil import Clock, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 AdapterSetup = Callable[["Gateway"], None]
@@ -68,6 +68,21 @@ class Gateway:
 
 
 GW = web.AppKey("gw", Gateway)
+
+
+def render_ack(settings: Settings, texts: Texts, payload: dict[str, Any]) -> str:
+    """The acknowledgement text of an outbox 'ack' row, in the customer's language."""
+    lines = settings.routing.lines
+    line = lines.get(payload.get("country") or "", settings.routing.default_line)
+    return texts.render(
+        "ack",
+        payload.get("language") or line.language,
+        tracking=payload["tracking"],
+        name=payload.get("name"),
+        line=line,
+        after_hours=bool(payload.get("after_hours")),
+        opens_at=parse_iso(payload.get("opens_at")),
+    )
 
 
 def make_store(settings: Settings) -> Store:
@@ -115,6 +130,7 @@ def create_app(
     )
     app[GW] = gw
     intake.on_commit = outbox.wake
+    outbox.render_ack = lambda payload: render_ack(settings, texts, payload)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_workers_ctx)
     api.setup(app)

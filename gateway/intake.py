@@ -366,9 +366,11 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
     if msg.ack_window and tx.outbox_sent_since(msg.channel, "ack", recipient, now - msg.ack_window):
         tx.insert_event(row["id"], now, "system", "ack_suppressed", {"reason": "rate limit"})
         return
+    # No rendered text here: the outbox renders it at delivery for senders that want it
+    # (email builds its own MIME from its templates), keeping the intake's thread lean.
     payload: dict[str, Any] = {
-        "text": receipt.ack_text,
         "tracking": receipt.tracking,
+        "country": receipt.country,
         "language": receipt.language,
         "after_hours": receipt.after_hours,
         "opens_at": iso(receipt.opens_at),

@@ -131,13 +131,23 @@ class Outbox:
         self.settings = settings
         self.metrics = metrics
         self.senders: dict[str, Sender] = {}
+        self._ack_text: set[str] = set()  # channels whose sender reads payload["text"] of acks
+        self.render_ack: Callable[[dict[str, Any]], str] | None = None
         self._wake = asyncio.Event()
         self._rnd = random.Random(seed)
         self._bus = bus
 
-    def register(self, channel: str, sender: Sender) -> None:
-        """Deliver rows of `channel` with `sender`; rows of channels without one wait."""
+    def register(self, channel: str, sender: Sender, *, ack_text: bool = True) -> None:
+        """Deliver rows of `channel` with `sender`; rows of channels without one wait.
+
+        With `ack_text`, acknowledgements reach the sender with payload["text"] rendered from
+        the customer templates; a sender that builds its own message (email) opts out.
+        """
         self.senders[channel] = sender
+        if ack_text:
+            self._ack_text.add(channel)
+        else:
+            self._ack_text.discard(channel)
         self.wake()
 
     def wake(self) -> None:
@@ -160,6 +170,9 @@ class Outbox:
         provider_id: str | None = None
         error: SendError | None = None
         try:
+            wants_text = item.kind == "ack" and item.channel in self._ack_text
+            if wants_text and "text" not in item.payload and self.render_ack is not None:
+                item.payload["text"] = self.render_ack(item.payload)
             provider_id = await sender(item)
         except SendError as exc:
             error = exc
@@ -214,7 +227,8 @@ class Outbox:
                 continue
             timeout = POLL
             with contextlib.suppress(Exception):
-                due = parse_iso(await self.store.read(lambda tx: tx.next_outbox_due()))
+                channels = sorted(self.senders)
+                due = parse_iso(await self.store.read(lambda tx, c=channels: tx.next_outbox_due(c)))
                 if due is not None:
                     timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
             self._wake.clear()

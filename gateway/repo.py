@@ -345,6 +345,14 @@ class Tx:
             (outbox_id, iso(at), int(ok), error),
         )
 
-    def next_outbox_due(self) -> str | None:
-        row = self.one("SELECT min(next_attempt_at) AS due FROM outbox WHERE status = 'pending'")
+    def next_outbox_due(self, channels: Sequence[str]) -> str | None:
+        """When the next pending row of these channels is due (rows of other channels wait)."""
+        if not channels:
+            return None
+        marks = ", ".join("?" * len(channels))
+        row = self.one(
+            "SELECT min(next_attempt_at) AS due FROM outbox WHERE status = 'pending'"
+            f" AND channel IN ({marks})",
+            list(channels),
+        )
         return row["due"] if row else None

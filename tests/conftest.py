@@ -84,7 +84,9 @@ def start_app(aiohttp_client: Any, clock: FakeClock) -> AppFactory:
 def agent_token() -> Callable[..., Awaitable[str]]:
     """await agent_token(gw, name='ana', role='l1', team=None) -> bearer token."""
 
-    async def make(gw: Gateway, name: str = "ana", role: str = "l1", team: str | None = None) -> str:
+    async def make(
+        gw: Gateway, name: str = "ana", role: str = "l1", team: str | None = None
+    ) -> str:
         now = gw.clock()
 
         def create(tx: Any) -> str:

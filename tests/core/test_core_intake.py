@@ -244,23 +244,24 @@ def test_schema_is_migrated_once(tmp_path: Path) -> None:
     assert asyncio.run(run()) == [("core", 1), ("extra", 1)]
 
 
-async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock) -> None:
+async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock, monkeypatch):
     """Nothing is lost: the sender gets a temporary failure (it retries) and the input is kept
     in `receipts` for an operator; once fixed, replay registers it exactly once."""
+    from gateway import intake as intake_module
     from gateway.app import prepare_store
 
     app = create_app(settings, clock=clock, adapters={})
     gw = app[GW]
     await prepare_store(gw)
+    real_detect = intake_module.detect_language
     broken = {"on": True}
-    real_texts = gw.intake.ctx.texts.render
 
-    def render(*args, **kwargs):
+    def detect(text):
         if broken["on"]:
-            raise KeyError("template bug")
-        return real_texts(*args, **kwargs)
+            raise KeyError("language table bug")
+        return real_detect(text)
 
-    gw.intake.ctx.texts.render = render  # a bug in the processing step
+    monkeypatch.setattr(intake_module, "detect_language", detect)  # a bug in processing
     msg = email(
         "<bug@x>",
         "ana@example.com",
@@ -272,7 +273,7 @@ async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock) -> 
     assert count(db, "incidents") == 0
     with sqlite3.connect(db) as conn:
         state, error = conn.execute("SELECT state, error FROM receipts").fetchone()
-    assert state == "shunted" and "template bug" in error
+    assert state == "shunted" and "language table bug" in error
     broken["on"] = False
     assert await gw.intake.replay_shunted() == (1, 0)
     assert await gw.intake.replay_shunted() == (0, 0)
