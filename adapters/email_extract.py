@@ -44,15 +44,7 @@ def apply_body(tx: Tx, message_id: int, body: Body, now: datetime) -> str | None
         "UPDATE messages SET body = ?, html = ?, flags = ? WHERE id = ?",
         (body.text, body.html, json.dumps(flags), message_id),
     )
-    for att in body.attachments:
-        tx.insert_attachment(
-            message_id,
-            filename=att.filename,
-            content_type=att.content_type,
-            size=att.size,
-            data=att.data,
-            inline=att.inline,
-        )
+    tx.insert_attachments(message_id, body.attachments)
     incident = tx.incident(msg["incident_id"])
     assert incident is not None
     first = tx.one(

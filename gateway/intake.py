@@ -301,17 +301,7 @@ def _store_message(
             "flags": to_json(list(msg.flags)),
         }
     )
-    for att in msg.attachments:
-        tx.insert_attachment(
-            message_id,
-            filename=att.filename,
-            content_type=att.content_type,
-            size=att.size,
-            data=att.data,
-            url=att.url,
-            inline=att.inline,
-            state="stored" if att.data is not None else "pending",
-        )
+    tx.insert_attachments(message_id, msg.attachments)
     return message_id
 
 

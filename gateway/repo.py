@@ -242,6 +242,20 @@ class Tx:
             ),
         )
 
+    def insert_attachments(self, message_id: int, attachments: Iterable[Any]) -> None:
+        """Store a message's files (gateway.model.AttachmentIn); without bytes yet, 'pending'."""
+        for att in attachments:
+            self.insert_attachment(
+                message_id,
+                filename=att.filename,
+                content_type=att.content_type,
+                size=att.size,
+                data=att.data,
+                url=getattr(att, "url", None),
+                inline=att.inline,
+                state="stored" if att.data is not None else "pending",
+            )
+
     def insert_event(
         self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
     ) -> int:
