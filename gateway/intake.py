@@ -193,6 +193,23 @@ def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datet
     return fields
 
 
+def late_breaches(row: Row, fields: Row) -> list[str]:
+    """SLA kinds an update makes breached: attended or resolved after its due time.
+
+    The breach watch only scans open incidents through their index; a due time missed by an
+    action between two of its passes is flagged here, in the action's own transaction.
+    """
+    merged = {**row, **fields}
+    kinds = []
+    for kind, done, due in (
+        ("attention", "attended_at", "attention_due"),
+        ("solution", "resolved_at", "solution_due"),
+    ):
+        if not row[f"{kind}_breached"] and merged[done] and merged[done] > merged[due]:
+            kinds.append(kind)
+    return kinds
+
+
 def _register(
     tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext, contact_id: int, sender: str | None
 ) -> Row:

@@ -44,23 +44,32 @@ def schedule_job(
 
 
 def mark_breaches(tx: Tx, now: datetime) -> list[Row]:
-    """Flag incidents whose attention or solution due time has passed; returns what was new."""
+    """Flag open incidents whose attention or solution due time has passed; returns what was new.
+
+    Only open incidents whose most urgent deadline (`urgent_due`) has passed can breach now, so
+    the scan walks the queue's partial index, never the whole table (a million closed
+    incidents cost nothing here). Late attention or resolution by an action is flagged by the
+    action itself (gateway.intake.late_breaches).
+    """
     stamp = iso(now)
     found: list[Row] = []
+    # Conditions written literally to match the partial index incidents_queue.
+    candidates = (
+        " level IN ('L1', 'L2', 'L3') AND status IN ('new', 'in_progress', 'waiting_customer')"
+        " AND urgent_due < ?"
+    )
     attention = tx.all(
-        "UPDATE incidents SET attention_breached = 1 WHERE attention_breached = 0"
-        " AND ((attended_at IS NULL AND status IN ('new', 'in_progress', 'waiting_customer')"
-        " AND attention_due < ?) OR (attended_at IS NOT NULL AND attended_at > attention_due))"
+        f"UPDATE incidents SET attention_breached = 1 WHERE {candidates}"
+        " AND attention_breached = 0 AND attended_at IS NULL AND attention_due < ?"
         " RETURNING id, tracking, severity",
-        (stamp,),
+        (stamp, stamp),
     )
     # A paused solution clock (waiting_customer) cannot breach; its due time moves on resume.
     solution = tx.all(
-        "UPDATE incidents SET solution_breached = 1 WHERE solution_breached = 0"
-        " AND ((resolved_at IS NULL AND status IN ('new', 'in_progress') AND solution_due < ?)"
-        " OR (resolved_at IS NOT NULL AND resolved_at > solution_due))"
+        f"UPDATE incidents SET solution_breached = 1 WHERE {candidates}"
+        " AND solution_breached = 0 AND status <> 'waiting_customer' AND solution_due < ?"
         " RETURNING id, tracking, severity",
-        (stamp,),
+        (stamp, stamp),
     )
     for kind, rows in (("attention", attention), ("solution", solution)):
         for row in rows:

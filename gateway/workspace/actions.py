@@ -16,7 +16,7 @@ from gateway import incident as life
 from gateway.api import visible_incident
 from gateway.auth import User
 from gateway.errors import Rejected
-from gateway.intake import IntakeContext, recompute_sla, state_fields, state_of
+from gateway.intake import IntakeContext, late_breaches, recompute_sla, state_fields, state_of
 from gateway.replies import ReplyGuard, queue_reply
 from gateway.repo import Row, Tx
 from gateway.timeutil import iso
@@ -70,6 +70,9 @@ def _apply(
         fields.update(recompute_sla(ctx.intake, row, new, ctx.now))
     fields.update(extra or {})
     fields["updated_at"] = iso(ctx.now)
+    for kind in late_breaches(row, fields):
+        fields[f"{kind}_breached"] = 1
+        events = [*events, life.Event(ctx.now, "system", f"{kind}_breached", {"late": True})]
     tx.update_incident(row["id"], fields)
     for event in events:
         tx.insert_event(row["id"], event.at, event.actor, event.kind, event.detail)

@@ -150,3 +150,44 @@ async def test_monthly_sla_report(start_app, settings, agent_token, clock) -> No
     assert status == 400 and body["error"]["field"] == "month"
     _, empty = await get(client, "/api/v1/reports/sla?month=2026-10", boss)
     assert empty["overall"] == {"incidents": 0, "met": 0, "pending": 0, "compliance": None}
+
+
+async def test_breach_watch_walks_the_open_incident_index(start_app, settings, clock) -> None:
+    """Every 30 s on a database of a million incidents: never a full table scan."""
+    from gateway.repo import Tx
+    from gateway.scheduler import mark_breaches
+
+    _, gw = await start_app(settings, adapters={})
+    executed: list[tuple[str, tuple]] = []
+
+    class Spy(Tx):
+        def all(self, sql, params=()):
+            executed.append((sql, tuple(params)))
+            return super().all(sql, params)
+
+    await gw.store.transact(lambda tx: mark_breaches(Spy(tx.conn), clock.now))
+    updates = [(sql, p) for sql, p in executed if sql.startswith("UPDATE")]
+    assert len(updates) == 2
+    for sql, params in updates:
+        plan = await gw.store.read(lambda tx, q=sql, p=params: tx.all("EXPLAIN QUERY PLAN " + q, p))
+        assert "USING INDEX incidents_queue" in plan[0]["detail"], plan
+
+
+async def test_a_late_first_reply_is_flagged_by_the_reply_itself(
+    start_app, settings, agent_token, clock
+) -> None:
+    client, gw = await start_app(settings, adapters={})
+    token = await agent_token(gw)
+    r = await gw.intake.accept(wa("SMlate", "+50688887777", severity="S1"))
+    clock.advance(minutes=61)  # attention was due after 1 h; the watch has not run yet
+    resp = await client.post(
+        f"/api/v1/incidents/{r.tracking}/reply",
+        json={"text": "Hola, ya revisamos su central."},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 200, await resp.text()
+    _, body = await get(client, f"/api/v1/incidents/{r.tracking}", token)
+    assert body["sla"]["attention_breached"] is True
+    assert body["sla"]["attended_at"] is not None
+    assert [e["kind"] for e in body["events"]].count("attention_breached") == 1
+    assert await gw.scheduler.check_breaches() == []  # nothing left for the watch
