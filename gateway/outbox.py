@@ -160,10 +160,27 @@ class Outbox:
         if not channels:
             return 0
         now = self.clock()
+        # A read first: claiming is a write transaction (an fsync), wasted when nothing is due.
+        due = await self.store.read(lambda tx: tx.next_outbox_due(channels))
+        nothing_due = due is None or due > iso(now)
+        if nothing_due and not await self._leases_expired(now, channels):
+            return 0
         items = await self.store.transact(lambda tx: _claim(tx, now, channels, limit))
         if items:
             await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
+
+    async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:
+        """Whether rows leased by a worker that died are due again."""
+        marks = ", ".join("?" * len(channels))
+        row = await self.store.read(
+            lambda tx: tx.one(
+                "SELECT 1 FROM outbox WHERE status = 'sending' AND lease_until < ?"
+                f" AND channel IN ({marks}) LIMIT 1",
+                (iso(now), *channels),
+            )
+        )
+        return row is not None
 
     async def _deliver(self, item: OutboundItem) -> None:
         sender = self.senders[item.channel]

@@ -160,3 +160,26 @@ async def test_retry_after_is_honoured(settings, clock, retry_after) -> None:
     row = (await rows(gw))[0]
     assert parse_iso(row["next_attempt_at"]) >= clock.now + timedelta(seconds=retry_after)
     await gw.store.close()
+
+
+async def test_an_idle_gateway_does_not_write(settings, clock) -> None:
+    """Polling for due rows and jobs is a read: no write transaction (fsync) every second."""
+    gw = await started(settings, clock)
+
+    async def ok(item: OutboundItem) -> str:
+        return "id"
+
+    gw.outbox.register("telegram", ok)
+
+    async def job(payload: dict) -> None:
+        return None
+
+    gw.scheduler.register("noop", job)
+    before = gw.store.batches
+    for _ in range(5):
+        assert await gw.outbox.drain_once() == 0
+        assert await gw.scheduler.run_due_jobs() == 0
+    assert gw.store.batches == before
+    await gw.intake.accept(tg("u1", "5005"))
+    assert await gw.outbox.drain_once() == 1  # a due row is still claimed and sent
+    await gw.store.close()
