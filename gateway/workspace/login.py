@@ -10,6 +10,8 @@ import hmac
 import secrets
 
 from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 
 from gateway.api import gw_of
 from gateway.workspace import sessions
@@ -79,15 +81,23 @@ async def login_submit(request: web.Request) -> web.Response:
     raise response
 
 
-async def logout_submit(request: web.Request) -> web.Response:
-    """POST /agent/logout: end the user's sessions."""
-    user = await page_user(request)
+async def _trusted_form(request: web.Request) -> MultiDictProxy[str | bytes | FileField] | None:
+    """The posted form if it comes from our own pages (same origin and a valid CSRF token)."""
     form = await request.post()
     csrf = form.get("csrf")
     gw = gw_of(request)
     if not same_origin(request, gw.settings.public_url) or not sessions.check_csrf(
         request, csrf if isinstance(csrf, str) else None
     ):
+        return None
+    return form
+
+
+async def logout_submit(request: web.Request) -> web.Response:
+    """POST /agent/logout: end the user's sessions."""
+    user = await page_user(request)
+    form = await _trusted_form(request)
+    if form is None:
         return render("error.html", status=403, user=user, message="Formulario no válido.")
     await sessions.logout(request, user)
     response = web.HTTPSeeOther("/agent/login")
@@ -105,12 +115,8 @@ async def password_page(request: web.Request) -> web.Response:
 async def password_submit(request: web.Request) -> web.Response:
     """POST /agent/password: change it; every other session of the user ends."""
     user = await page_user(request)
-    form = await request.post()
-    csrf = form.get("csrf")
-    gw = gw_of(request)
-    if not same_origin(request, gw.settings.public_url) or not sessions.check_csrf(
-        request, csrf if isinstance(csrf, str) else None
-    ):
+    form = await _trusted_form(request)
+    if form is None:
         return render("error.html", status=403, user=user, message="Formulario no válido.")
     current = str(form.get("current", ""))
     new = str(form.get("new", ""))
