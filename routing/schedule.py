@@ -77,6 +77,16 @@ def _public_holidays(country: str, year: int) -> frozenset[date]:
     return frozenset(calendar.keys())
 
 
+@lru_cache(maxsize=1)
+def _calendars() -> frozenset[str]:
+    return frozenset(holidays_lib.list_supported_countries())
+
+
+def has_holiday_calendar(country: str) -> bool:
+    """Whether the `holidays` package knows the public holidays of `country`."""
+    return country in _calendars()
+
+
 def is_holiday(line: Line, day: date) -> bool:
     """Return whether the line is closed all day on `day` (closed date or public holiday)."""
     if day in line.closed_dates:

@@ -126,6 +126,24 @@ def test_every_bad_value_names_its_key(env, overrides, message) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_line_without_a_holiday_calendar_must_say_so() -> None:
+    # Ascension Island (+247): phonenumbers knows it, the holidays package does not.
+    line = {
+        "name": "Ascensión",
+        "number": "+24762889",
+        "timezone": "Atlantic/St_Helena",
+        "holidays": True,
+        "language": "en",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {"lines": {"AC": line}})
+    assert str(info.value) == (
+        "lines.AC.holidays: no public-holiday calendar for AC; set holidays = false"
+    )
+    settings = load_settings({}, {"lines": {"AC": {**line, "holidays": False}}})
+    assert settings.routing.lines["AC"].holidays is False
+
+
 def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"GATEWAY_CONFIG: file .* does not exist"):
         load_settings({"GATEWAY_CONFIG": str(tmp_path / "none.toml")})

@@ -209,7 +209,7 @@ def status_form(message_sid: str, status: str, **extra: str) -> MultiDict[str]:
             ("MessageSid", message_sid),
             ("StructuredMessage", "false"),
             ("AccountSid", ACCOUNT_SID),
-            ("ChannelToAddress", "+52155123XXXXX"),
+            ("ChannelToAddress", "+52155123XXXXX"),  # Twilio masks the address itself
         ]
     )
     for key, value in extra.items():
