@@ -8,6 +8,7 @@ receipt and outbox rows in one transaction → return the `Receipt` the adapter 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -221,6 +222,7 @@ def _register(
     language = msg.language or detect_language(msg.text) or a.line.language
     tracking = tx.next_tracking(now)
     subject = (msg.subject or "").strip() or _first_line(msg.text)
+    now_iso = iso(now)
     fields: Row = {
         "tracking": tracking,
         "channel": msg.channel,
@@ -236,15 +238,15 @@ def _register(
         "contact_id": contact_id,
         "conversation_key": f"{msg.channel}:{sender}" if msg.thread_by_contact and sender else None,
         "language": language,
-        "occurred_at": iso(msg.occurred_at or msg.received_at or now),
-        "registered_at": iso(now),
+        "occurred_at": iso(msg.occurred_at or msg.received_at) or now_iso,
+        "registered_at": now_iso,
         "registered_by": f"{msg.channel}:{sender or 'anonymous'}",
         "attention_due": iso(a.sla.attention_due),
         "solution_due": iso(a.sla.solution_due),
         "urgent_due": iso(a.sla.attention_due),
-        "routing": to_json({"reasons": list(a.reasons), "resolved_country": a.country}),
+        "routing": to_json({"reasons": a.reasons, "resolved_country": a.country}),
         "flags": to_json(sorted({*a.flags, *msg.flags})),
-        "updated_at": iso(now),
+        "updated_at": now_iso,
     }
     incident_id = tx.insert_incident(fields)
     events: list[tuple[datetime, str, str, Row | None]] = [
@@ -270,19 +272,21 @@ def _register(
         events.append((now, "system", "after_hours", {"opens_at": iso(a.opens_at)}))
     tx.insert_events(incident_id, events)
     # The row as inserted (no re-read); columns left to their defaults are filled in here.
-    defaults = {
-        "team": None,
-        "claimed_by": None,
-        "attended_at": None,
-        "resolved_at": None,
-        "closed_at": None,
-        "attention_breached": 0,
-        "solution_breached": 0,
-        "pauses": "[]",
-        "category": None,
-        "resolution": None,
-    }
-    return {**defaults, **fields, "id": incident_id}
+    return {**_NEW_INCIDENT_DEFAULTS, **fields, "id": incident_id}
+
+
+_NEW_INCIDENT_DEFAULTS: Row = {
+    "team": None,
+    "claimed_by": None,
+    "attended_at": None,
+    "resolved_at": None,
+    "closed_at": None,
+    "attention_breached": 0,
+    "solution_breached": 0,
+    "pauses": "[]",
+    "category": None,
+    "resolution": None,
+}
 
 
 def _first_line(text: str) -> str:
@@ -435,6 +439,22 @@ class Intake:
         self.bus = bus
         self.metrics = metrics
         self.on_commit: Callable[[], None] | None = None  # e.g. wake the outbox worker
+        self._turn_now: datetime | None = None
+
+    def _now(self) -> datetime:
+        """The clock, read once per event-loop turn.
+
+        Contacts that arrive in the same turn are registered at the same instant (within the
+        turn's microseconds, and they share one COMMIT anyway), so routing computes a line's
+        schedule and SLA due times once per burst instead of once per contact.
+        """
+        if self._turn_now is None:
+            self._turn_now = self.clock()
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return self._turn_now
+
+    def _end_turn(self) -> None:
+        self._turn_now = None
 
     async def replay_shunted(self) -> tuple[int, int]:
         """Process every shunted item again; returns (replayed, still failing)."""
@@ -450,7 +470,7 @@ class Intake:
 
     async def accept(self, msg: Inbound) -> Receipt:
         """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
-        now = self.clock()
+        now = self._now()
         if msg.received_at is None:
             msg = replace(msg, received_at=now)
         started = time.perf_counter()

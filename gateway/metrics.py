@@ -48,11 +48,17 @@ class Metrics:
             ["channel", "reason"],
             registry=r,
         )
+        # labels() looks its child up under a lock on every call: the hot path keeps its own.
+        self._intake_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def intake(self, channel: str, outcome: str, seconds: float) -> None:
         """Count one intake and its latency."""
-        self.intakes.labels(channel, outcome).inc()
-        self.intake_seconds.labels(channel).observe(seconds)
+        children = self._intake_children.get((channel, outcome))
+        if children is None:
+            children = (self.intakes.labels(channel, outcome), self.intake_seconds.labels(channel))
+            self._intake_children[(channel, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def outbox_result(self, channel: str, result: str) -> None:
         """Count one delivery attempt."""

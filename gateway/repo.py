@@ -27,6 +27,7 @@ def to_json(value: Any) -> str:
 
 
 OPEN_SQL = "status IN ('new', 'in_progress', 'waiting_customer')"
+_INSERT_SQL: dict[tuple[str, ...], str] = {}
 
 
 class Tx:
@@ -34,6 +35,19 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._serial: int | None = None  # last tracking serial handed out in this transaction
+        self._serial_at: str | None = None
+
+    def flush(self) -> None:
+        """Write what this transaction kept in memory; the store calls it before COMMIT."""
+        if self._serial is not None and self._serial_at is not None:
+            # AUTOINCREMENT keeps sqlite_sequence at the highest id ever inserted: one row per
+            # transaction reserves every serial it handed out, so none is given out twice.
+            self.conn.execute(
+                "INSERT INTO tracking_serial (id, at) VALUES (?, ?)",
+                (self._serial, self._serial_at),
+            )
+            self._serial_at = None
 
     # generic --------------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -66,6 +80,20 @@ class Tx:
         cur = self.conn.execute(sql, params)
         return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
 
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self.conn.execute(sql, params).lastrowid  # type: ignore[return-value]
+
+    def _insert_row(self, table: str, fields: Row) -> int:
+        """INSERT a dict of columns; the statement text is built once per column set."""
+        key = (table, *fields)
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            cols = ", ".join(fields)
+            sql = _INSERT_SQL[key] = (
+                f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(fields))})"
+            )
+        return self._insert(sql, tuple(fields.values()))
+
     def meta_get(self, key: str) -> str | None:
         row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
         return row["value"] if row else None
@@ -94,7 +122,7 @@ class Tx:
         error: str | None = None,
     ) -> int:
         # A shunted receipt (processing failed earlier) is completed in place on replay.
-        return self.execute(
+        return self._insert(
             "INSERT INTO receipts (channel, provider_id, received_at, incident_id, message_id,"
             " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (channel, provider_id) DO UPDATE SET incident_id = excluded.incident_id,"
@@ -105,18 +133,33 @@ class Tx:
 
     # contacts and tracking -------------------------------------------------------------------
     def next_tracking(self, at: datetime) -> str:
-        serial = self.execute("INSERT INTO tracking_serial (at) VALUES (?)", (iso(at),))
-        return format_tracking(serial)
+        """The next tracking number, never handed out before (reserved by `flush`)."""
+        if self._serial is None:
+            row = self.conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'tracking_serial'"
+            ).fetchone()
+            self._serial = int(row[0]) if row else 0
+        self._serial += 1
+        self._serial_at = iso(at)
+        return format_tracking(self._serial)
 
     def find_contact(self, field: str, value: str) -> Row | None:
         assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
         return self.one(f"SELECT * FROM contacts WHERE {field} = ? ORDER BY id LIMIT 1", (value,))
 
     def insert_contact(self, at: datetime, **fields: Any) -> int:
-        cols = ["name", "email", "phone", "telegram_chat_id", "visitor_id"]
-        return self.execute(
-            f"INSERT INTO contacts ({', '.join(cols)}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (*[fields.get(c) for c in cols], iso(at)),
+        get = fields.get
+        return self._insert(
+            "INSERT INTO contacts (name, email, phone, telegram_chat_id, visitor_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                get("name"),
+                get("email"),
+                get("phone"),
+                get("telegram_chat_id"),
+                get("visitor_id"),
+                iso(at),
+            ),
         )
 
     def fill_contact(self, contact: Row, **fields: Any) -> None:
@@ -191,11 +234,7 @@ class Tx:
         return row is not None
 
     def insert_incident(self, fields: Row) -> int:
-        cols = list(fields)
-        return self.execute(
-            f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [fields[c] for c in cols],
-        )
+        return self._insert_row("incidents", fields)
 
     def update_incident(self, incident_id: int, fields: Row) -> None:
         if not fields:
@@ -207,11 +246,7 @@ class Tx:
 
     # messages, attachments, events -----------------------------------------------------------
     def insert_message(self, fields: Row) -> int:
-        cols = list(fields)
-        return self.execute(
-            f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [fields[c] for c in cols],
-        )
+        return self._insert_row("messages", fields)
 
     def insert_attachment(
         self,
@@ -226,7 +261,7 @@ class Tx:
         state: str = "stored",
     ) -> int:
         # 128-bit random token: attachment URLs grant nothing guessable (checklist A1).
-        return self.execute(
+        return self._insert(
             "INSERT INTO attachments (message_id, token, filename, content_type, size, inline,"
             " url, state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -259,7 +294,7 @@ class Tx:
     def insert_event(
         self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
     ) -> int:
-        return self.execute(
+        return self._insert(
             "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
             (incident_id, iso(at), actor, kind, to_json(detail or {})),
         )
@@ -307,7 +342,8 @@ class Tx:
         message_id: int | None = None,
         status: str = "pending",
     ) -> int:
-        return self.execute(
+        at_iso = iso(at)
+        return self._insert(
             "INSERT INTO outbox (channel, kind, recipient, incident_id, message_id, payload,"
             " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -318,8 +354,8 @@ class Tx:
                 message_id,
                 to_json(payload),
                 status,
-                iso(at),
-                iso(at),
+                at_iso,
+                at_iso,
             ),
         )
 

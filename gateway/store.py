@@ -47,7 +47,8 @@ def sqlite_path(url: str) -> str:
     return url[len("sqlite:///") :]
 
 
-def _configure(conn: sqlite3.Connection, busy_timeout_ms: int = 5000) -> None:
+def configure_connection(conn: sqlite3.Connection, busy_timeout_ms: int = 5000) -> None:
+    """The pragmas every connection of the store runs with."""
     # WAL lets readers run beside the writer; FULL fsyncs the WAL at every COMMIT, so an
     # acknowledged intake survives a power cut (NORMAL can lose the last transactions).
     conn.execute("PRAGMA journal_mode=WAL")
@@ -82,10 +83,10 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._writer._execute(_configure, self._writer._conn, self.busy_timeout_ms)
+        await self._writer._execute(configure_connection, self._writer._conn, self.busy_timeout_ms)
         for _ in range(self._readers_n):
             conn = await aiosqlite.connect(self.path, isolation_level=None)
-            await conn._execute(_configure, conn._conn, self.busy_timeout_ms)
+            await conn._execute(configure_connection, conn._conn, self.busy_timeout_ms)
             self._reader_list.append(conn)
             self._readers.put_nowait(conn)
         self._task = asyncio.create_task(self._write_loop(), name="store-writer")
@@ -197,8 +198,9 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
             first_failure = exc
             conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
-            out = _run_isolated(conn, fns)
+            tx, out = _run_isolated(conn, fns)
             log.debug("batch re-run with savepoints after %r", first_failure)
+        tx.flush()
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -209,7 +211,7 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
 
 def _run_isolated(
     conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]
-) -> list[tuple[bool, Any]]:
+) -> tuple[Tx, list[tuple[bool, Any]]]:
     """Each job in its own SAVEPOINT: a failing one is rolled back alone."""
     out: list[tuple[bool, Any]] = []
     tx = Tx(conn)
@@ -223,7 +225,7 @@ def _run_isolated(
         else:
             out.append((True, value))
         conn.execute("RELEASE job")
-    return out
+    return tx, out
 
 
 def _job_error(exc: Exception) -> Exception:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from routing.model import Level, Line, RoutingConfig
+from routing.model import Level, Line, RoutingConfig, SlaTarget
 from routing.resolve import LineDecision
 from routing.schedule import is_open, local_time, next_opening
 from routing.severity import parse_severity
-from routing.sla import SlaDue, sla_due
+from routing.sla import SlaDue, target_due
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ def _format_local(line: Line, moment: datetime) -> str:
     return f"{local_time(line, moment):%Y-%m-%d %H:%M} {line.timezone}"
 
 
+@lru_cache(maxsize=1024)
+def _arrival(line: Line, target: SlaTarget, now: datetime) -> tuple[bool, datetime | None, SlaDue]:
+    """After-hours state, next opening and SLA due times of an arrival on `line` at `now`.
+
+    The schedule walk is the costly part of an assignment and depends only on these three
+    values; the intake stamps every contact of one event-loop turn with the same `now`, so a
+    burst of contacts on a line computes it once.
+    """
+    after_hours = not is_open(line, now)
+    opens_at = next_opening(line, now) if after_hours else None
+    return after_hours, opens_at, target_due(line, target, now)
+
+
 def assign(
     cfg: RoutingConfig, decision: LineDecision, now: datetime, severity: str | None = None
 ) -> Assignment:
@@ -85,8 +99,7 @@ def assign(
     chosen = parse_severity(severity) if severity is not None else cfg.default_severity
     if chosen not in cfg.sla:
         raise ValueError(f"no SLA target for severity '{chosen}'")
-    after_hours = not is_open(line, now)
-    opens_at = next_opening(line, now) if after_hours else None
+    after_hours, opens_at, due = _arrival(line, cfg.sla[chosen], now)
     facts = Facts(
         after_hours=after_hours,
         severity_given=severity is not None,
@@ -115,7 +128,7 @@ def assign(
         after_hours=after_hours,
         opens_at=opens_at,
         severity=chosen,
-        sla=sla_due(cfg, line, chosen, registered_at=now),
+        sla=due,
         reasons=tuple(reasons),
         flags=tuple(flags),
     )

@@ -97,6 +97,13 @@ def sla_due(
     paused = sum(
         (clock_elapsed(line, target.clock, b, e) for b, e in _merge_pauses(pauses, now)), _ZERO
     )
+    return target_due(line, target, registered_at, paused)
+
+
+def target_due(
+    line: Line, target: SlaTarget, registered_at: datetime, paused: timedelta = _ZERO
+) -> SlaDue:
+    """Due times of one SLA target from registration; `paused` extends only the solution."""
     return SlaDue(
         attention_due=clock_add(line, target.clock, registered_at, target.attention),
         solution_due=clock_add(line, target.clock, registered_at, target.solution + paused),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,60 @@ async def test_one_failing_job_does_not_roll_back_its_batch_neighbours(gw, setti
     assert isinstance(results[1], ValueError)
     keys = await gw.store.read(lambda tx: [r["key"] for r in tx.all("SELECT key FROM meta")])
     assert "a" in keys and "b" in keys and "bad" not in keys
+
+
+async def test_contacts_of_one_loop_turn_share_their_registration_instant(settings) -> None:
+    """The intake reads the clock once per event-loop turn (a burst is routed once)."""
+    from gateway.app import prepare_store
+
+    ticks = iter(OPEN_TIME + timedelta(microseconds=i) for i in range(1000))
+    gateway = create_app(settings, clock=lambda: next(ticks), adapters={})[GW]
+    await prepare_store(gateway)
+    burst = await asyncio.gather(
+        *(gateway.intake.accept(email(f"<b{i}@x>", f"b{i}@example.com")) for i in range(5))
+    )
+    later = await gateway.intake.accept(email("<late@x>", "late@example.com"))
+    rows = await gateway.store.read(
+        lambda tx: tx.all("SELECT tracking, registered_at FROM incidents ORDER BY id")
+    )
+    await gateway.store.close()
+    registered = {r["tracking"]: r["registered_at"] for r in rows}
+    assert len({registered[r.tracking] for r in burst}) == 1
+    assert registered[later.tracking] > registered[burst[0].tracking]
+
+
+async def test_tracking_numbers_are_never_handed_out_twice(settings, clock) -> None:
+    """Serials are reserved once per transaction; a failed job or a restart reuses none."""
+    from gateway.app import prepare_store
+
+    def take(fail: bool = False):
+        def job(tx):
+            number = tx.next_tracking(clock())
+            if fail:
+                raise ValueError(f"boom after {number}")
+            return number
+
+        return job
+
+    seen: list[str] = []
+    for _ in range(2):  # the second round runs on a restarted store over the same file
+        gateway = create_app(settings, clock=clock, adapters={})[GW]
+        await prepare_store(gateway)
+        results = await asyncio.gather(
+            *(gateway.store.transact(take(fail=i % 3 == 1)) for i in range(9)),
+            return_exceptions=True,
+        )
+        seen += [r for r in results if isinstance(r, str)]
+        failed = [r for r in results if isinstance(r, ValueError)]
+        assert len(failed) == 3
+        # Numbers seen by a failed job (its rows rolled back) are skipped, not handed out again.
+        seen += [str(e).removeprefix("boom after ") for e in failed]
+        after = await gateway.store.transact(take())
+        seen.append(after)
+        await gateway.store.close()
+    assert len(seen) == len(set(seen)) == 20
+    assert all(parse_tracking(n) == n for n in seen)
+    assert seen[-1] == max(seen)  # later numbers are higher
 
 
 async def test_store_is_durable_wal_full(gw, settings) -> None:
