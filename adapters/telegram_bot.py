@@ -21,14 +21,17 @@ from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
 
 from adapters.telegram_command import MIGRATIONS, CommandContext, answer_command, store_ignored
+from adapters.telegram_media import JOB_KIND as MEDIA_JOB
+from adapters.telegram_media import TelegramMedia
 from adapters.telegram_send import send_text
 from adapters.telegram_update import NotAnUpdate, ParsedUpdate, bot_id_of, parse_update
+from adapters.telegram_watch import WebhookWatch
 from config.settings import Settings, TelegramSettings
 from gateway.app import Gateway
 from gateway.errors import Rejected
 from gateway.http import error_response, read_json
 from gateway.language import detect_language
-from gateway.model import Contact, Inbound, OutboundItem, SendError
+from gateway.model import AttachmentIn, Contact, Inbound, OutboundItem, SendError
 
 log = logging.getLogger(__name__)
 PATH = "/webhooks/telegram"
@@ -45,8 +48,14 @@ def make_bot(tg: TelegramSettings) -> telegram.Bot:
     request = HTTPXRequest(
         connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, pool_timeout=timeout
     )
-    # PTB appends the token to base_url: {api_base}/bot{token}/{method}.
-    return telegram.Bot(tg.bot_token, base_url=f"{tg.api_base}/bot", request=request)
+    # PTB appends the token to both: {api_base}/bot{token}/{method} and, for getFile
+    # downloads, {api_base}/file/bot{token}/{file_path}.
+    return telegram.Bot(
+        tg.bot_token,
+        base_url=f"{tg.api_base}/bot",
+        base_file_url=f"{tg.api_base}/file/bot",
+        request=request,
+    )
 
 
 class _HideToken(logging.Filter):
@@ -94,6 +103,8 @@ class TelegramChannel:
         self.bot_id = bot_id_of(tg.bot_token) if tg.bot_token else ""
         self.bot: telegram.Bot | None = None
         self.commands = CommandContext(gw.settings, gw.texts, self.bot_id)
+        self.media = TelegramMedia(gw)
+        self.watch = WebhookWatch(gw)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """Create, initialize and shut down the Bot with the app (aiohttp cleanup_ctx)."""
@@ -106,7 +117,11 @@ class TelegramChannel:
                 # Intake must not depend on the Bot API being up; sends retry through the outbox.
                 log.warning("Telegram getMe failed at start (%s); sends retry", type(exc).__name__)
             self.gw.outbox.register("telegram", self.send)
+            self.media.bot = self.bot
+            self.watch.start(self.bot)
         yield
+        await self.watch.stop()
+        self.media.bot = None
         if self.bot is not None:
             await self.bot.shutdown()
             self.bot = None
@@ -145,6 +160,9 @@ class TelegramChannel:
         now = gw.clock()
         if parsed.kind == "message":
             receipt = await gw.intake.accept(self._inbound(parsed, raw))
+            if parsed.files:  # the retry job commits before the 200; the download starts now
+                await self.media.ensure_job(self._provider_id(parsed))
+                self.media.start(self._provider_id(parsed))
             log.info(
                 "telegram update %s → %s (%s)",
                 parsed.update_id,
@@ -170,11 +188,18 @@ class TelegramChannel:
             "" if fresh else " before: duplicate",
         )
 
+    def _provider_id(self, parsed: ParsedUpdate) -> str:
+        return f"{self.bot_id}:{parsed.update_id}"
+
     def _inbound(self, parsed: ParsedUpdate, raw: bytes) -> Inbound:
         assert parsed.chat_id is not None
+        files = tuple(
+            AttachmentIn(filename=f.filename, content_type=f.content_type, size=f.size, url=f.url)
+            for f in parsed.files
+        )
         return Inbound(
             channel="telegram",
-            provider_id=f"{self.bot_id}:{parsed.update_id}",
+            provider_id=self._provider_id(parsed),
             contact=Contact(name=parsed.name, telegram_chat_id=parsed.chat_id),
             text=parsed.text,
             received_at=parsed.sent_at or self.gw.clock(),
@@ -183,9 +208,9 @@ class TelegramChannel:
             language=parsed.language or detect_language(parsed.text),
             author=parsed.name,
             raw=raw,
-            # Photos, voice notes and files are not downloaded yet: the agent sees the caption
-            # and this flag, and asks the customer for another channel if needed.
-            flags=("media_not_fetched",) if parsed.has_media else (),
+            attachments=files,  # downloaded after the commit (adapters.telegram_media)
+            # A poll, game or the like: the agent sees this flag and asks the customer.
+            flags=("media_not_fetched",) if parsed.other_media else (),
         )
 
 
@@ -220,6 +245,8 @@ def setup(gw: Gateway) -> None:
     gw.add_migrations("telegram", MIGRATIONS)
     gw.app.router.add_post(PATH, channel.webhook)
     gw.app.cleanup_ctx.append(channel.lifecycle)
+    gw.app.cleanup_ctx.append(channel.media.context)
+    gw.scheduler.register(MEDIA_JOB, channel.media.run_job)
 
 
 # gateway/cli.py looks the command up on the registered setup function.

@@ -37,7 +37,35 @@ class ParsedUpdate:
     command: str | None = None  # "start" or "estado"
     language: str | None = None  # "en" when the Telegram client runs in English
     sent_at: datetime | None = None  # the message's own date (aware UTC)
-    has_media: bool = False
+    files: tuple[TelegramFile, ...] = ()  # what can be downloaded with getFile
+    other_media: bool = False  # an attachment the gateway neither downloads nor describes
+
+
+@dataclass(frozen=True)
+class TelegramFile:
+    """A file attached to a message, downloadable later with getFile (its `file_id`)."""
+
+    file_id: str
+    filename: str
+    content_type: str
+    size: int  # as Telegram announced it; 0 when it did not say
+
+    @property
+    def url(self) -> str:
+        """How the attachment row remembers where its bytes are: `tg-file:<file_id>`."""
+        return FILE_URL_PREFIX + self.file_id
+
+
+FILE_URL_PREFIX = "tg-file:"
+# Media kinds that carry a file, with the name and type to give one that has none of its own.
+_MEDIA: dict[str, tuple[str, str, str]] = {
+    "document": ("archivo", "", "application/octet-stream"),
+    "voice": ("nota_de_voz", ".ogg", "audio/ogg"),
+    "audio": ("audio", ".mp3", "audio/mpeg"),
+    "video": ("video", ".mp4", "video/mp4"),
+    "video_note": ("video", ".mp4", "video/mp4"),
+    "animation": ("animacion", ".mp4", "video/mp4"),
+}
 
 
 def bot_id_of(token: str) -> str:
@@ -78,7 +106,13 @@ def _message(update_id: int, message: telegram.Message) -> ParsedUpdate:
         name = message.sender_chat.title
     code = (user.language_code or "").lower() if user is not None else ""
     text = (message.text or message.caption or "").strip()
-    has_media = message.effective_attachment is not None
+    files = _files(message)
+    described = files or any(
+        getattr(message, kind) is not None for kind in ("location", "contact", "sticker")
+    )
+    other_media = message.effective_attachment is not None and not described
+    if not text:
+        text = _placeholder(message, files)
     base = {
         "chat_id": str(message.chat.id),
         "message_id": message.message_id,
@@ -86,7 +120,8 @@ def _message(update_id: int, message: telegram.Message) -> ParsedUpdate:
         "text": text,
         "language": "en" if code.startswith("en") else None,
         "sent_at": message.date,
-        "has_media": has_media,
+        "files": files,
+        "other_media": other_media,
     }
     if not text:
         return ParsedUpdate(update_id, "other", "message", **base)
@@ -94,6 +129,39 @@ def _message(update_id: int, message: telegram.Message) -> ParsedUpdate:
     if command is not None:
         return ParsedUpdate(update_id, "command", "message", command=command, **base)
     return ParsedUpdate(update_id, "message", "message", **base)
+
+
+def _files(message: telegram.Message) -> tuple[TelegramFile, ...]:
+    """The message's downloadable file: the largest size of a photo, or its one media file."""
+    if message.photo:
+        best = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+        name = f"foto_{best.file_unique_id}.jpg"
+        return (TelegramFile(best.file_id, name, "image/jpeg", best.file_size or 0),)
+    for kind, (stem, suffix, default_type) in _MEDIA.items():
+        media = getattr(message, kind, None)
+        if media is None:
+            continue
+        content_type = getattr(media, "mime_type", None) or default_type
+        name = getattr(media, "file_name", None) or f"{stem}_{media.file_unique_id}{suffix}"
+        return (TelegramFile(media.file_id, name[:200], content_type[:100], media.file_size or 0),)
+    return ()
+
+
+def _placeholder(message: telegram.Message, files: tuple[TelegramFile, ...]) -> str:
+    """What the agent reads for a message without text: its location, contact or files."""
+    if message.location is not None:
+        place = message.venue.title if message.venue is not None else ""
+        where = f"{message.location.latitude},{message.location.longitude}"
+        return f"[ubicación {where}] {place}".strip()
+    if message.sticker is not None:  # said with a picture: kept as its emoji, not downloaded
+        return f"[sticker {message.sticker.emoji or ''}]".replace(" ]", "]")
+    if message.contact is not None:
+        card = message.contact
+        name = " ".join(filter(None, (card.first_name, card.last_name)))
+        return f"[contacto {name} {card.phone_number}]".strip()
+    if files:
+        return f"[{len(files)} archivo(s) adjunto(s)]"
+    return ""
 
 
 def _command(message: telegram.Message) -> str | None:

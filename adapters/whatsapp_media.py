@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from config.settings import Settings
-from gateway.repo import Row, Tx
+from gateway.repo import Row
 from gateway.scheduler import schedule_job
 
 if TYPE_CHECKING:
@@ -157,17 +157,6 @@ async def fetch_media(
     raise MediaRefused(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _pending(tx: Tx, message_sid: str) -> list[Row]:
-    return tx.all(
-        "SELECT a.id, a.url, a.filename, m.incident_id, i.tracking FROM receipts r"
-        " JOIN messages m ON m.id = r.message_id JOIN incidents i ON i.id = m.incident_id"
-        " JOIN attachments a ON a.message_id = m.id"
-        " WHERE r.channel = 'whatsapp' AND r.provider_id = ? AND a.state = 'pending'"
-        " ORDER BY a.id",
-        (message_sid,),
-    )
-
-
 class MediaFetcher:
     """Fetches a message's pending media now, in the background, and through a persisted job."""
 
@@ -219,7 +208,7 @@ class MediaFetcher:
         """Fetch the message's pending attachments; MediaUnavailable if any has to wait."""
         if self.session is None:
             raise MediaUnavailable("the media client is not running")
-        rows = await self.gw.store.read(lambda tx: _pending(tx, message_sid))
+        rows = await self.gw.store.read(lambda tx: tx.pending_attachments("whatsapp", message_sid))
         waiting = []
         for row in rows:
             async with self._limit:
@@ -239,24 +228,11 @@ class MediaFetcher:
         self, row: Row, data: bytes | None, ctype: str | None, reason: str | None
     ) -> None:
         now = self.gw.clock()
-
-        def write(tx: Tx) -> None:
-            if data is not None:
-                tx.execute(
-                    "UPDATE attachments SET data = ?, size = ?, content_type = ?, state = 'stored'"
-                    " WHERE id = ? AND state = 'pending'",
-                    (data, len(data), ctype, row["id"]),
-                )
-                return
-            changed = tx.execute(
-                "UPDATE attachments SET state = 'failed' WHERE id = ? AND state = 'pending'",
-                (row["id"],),
+        await self.gw.store.transact(
+            lambda tx: tx.settle_attachment(
+                row, now, channel="whatsapp", data=data, content_type=ctype, reason=reason
             )
-            if changed:
-                detail = {"channel": "whatsapp", "filename": row["filename"], "reason": reason}
-                tx.insert_event(row["incident_id"], now, "system", "attachment_failed", detail)
-
-        await self.gw.store.transact(write)
+        )
         if reason:
             log.warning("media %s of %s refused: %s", row["id"], row["tracking"], reason)
         event = "attachment" if reason is None else "attachment_failed"

@@ -251,6 +251,9 @@ def _build(r: _Reader) -> Settings:
             api_base=r.url("telegram", "api_base"),
             request_timeout=r.duration("telegram", "request_timeout"),
             allowed_networks=_networks(r, ("telegram", "allowed_networks")),
+            max_file_bytes=r.int("telegram", "max_file_bytes", low=1),
+            webhook_check_interval=r.duration("telegram", "webhook_check_interval"),
+            pending_alert_after=r.duration("telegram", "pending_alert_after"),
         ),
         voice=VoiceSettings(
             language=r.str("voice", "language"),

@@ -62,6 +62,9 @@ class TelegramSettings:
     api_base: str
     request_timeout: timedelta = timedelta(seconds=10)
     allowed_networks: tuple[str, ...] = ()  # CIDRs; empty: any peer (the secret still applies)
+    max_file_bytes: int = 20 * 1024 * 1024  # the Bot API's getFile limit
+    webhook_check_interval: timedelta = timedelta(minutes=5)
+    pending_alert_after: timedelta = timedelta(hours=1)
 
     @property
     def enabled(self) -> bool:

@@ -291,6 +291,43 @@ class Tx:
                 state="stored" if att.data is not None else "pending",
             )
 
+    def pending_attachments(self, channel: str, provider_id: str) -> list[Row]:
+        """Files of one inbound item (by its receipt) still waiting for their bytes."""
+        return self.all(
+            "SELECT a.id, a.url, a.filename, m.incident_id, i.tracking FROM receipts r"
+            " JOIN messages m ON m.id = r.message_id JOIN incidents i ON i.id = m.incident_id"
+            " JOIN attachments a ON a.message_id = m.id"
+            " WHERE r.channel = ? AND r.provider_id = ? AND a.state = 'pending' ORDER BY a.id",
+            (channel, provider_id),
+        )
+
+    def settle_attachment(
+        self,
+        pending: Row,
+        at: datetime,
+        *,
+        channel: str,
+        data: bytes | None,
+        content_type: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Store a fetched file's bytes, or mark it failed with an event agents see (once)."""
+        if data is not None:
+            self.conn.execute(
+                "UPDATE attachments SET data = ?, size = ?,"
+                " content_type = coalesce(?, content_type), state = 'stored'"
+                " WHERE id = ? AND state = 'pending'",
+                (data, len(data), content_type, pending["id"]),
+            )
+            return
+        changed = self.conn.execute(
+            "UPDATE attachments SET state = 'failed' WHERE id = ? AND state = 'pending'",
+            (pending["id"],),
+        ).rowcount
+        if changed:
+            detail = {"channel": channel, "filename": pending["filename"], "reason": reason}
+            self.insert_event(pending["incident_id"], at, "system", "attachment_failed", detail)
+
     def insert_event(
         self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
     ) -> int:

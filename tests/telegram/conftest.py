@@ -38,8 +38,16 @@ class FakeBotApi:
         self.release = asyncio.Event()  # ends "slow" answers at teardown
         self.webhook: dict[str, str] | None = None
         self._next_id = 500
+        # Files customers sent, by file_id: their bytes; `file_fail` queues getFile failures
+        # ("502", "400" for an expired file_id), `webhook_info` is what getWebhookInfo says.
+        self.files: dict[str, bytes] = {}
+        self.file_fail: list[str] = []
+        self.downloads: list[str] = []
+        self.webhook_info: dict[str, Any] = {"url": "", "has_custom_certificate": False,
+                                             "pending_update_count": 0}  # fmt: skip
         self.app = web.Application()
         self.app.router.add_post("/bot{token}/{method}", self.handle)
+        self.app.router.add_get("/file/bot{token}/{path:.+}", self.file)
         self.server = TestServer(self.app)
 
     @property
@@ -73,7 +81,38 @@ class FakeBotApi:
             return _ok(True, description="Webhook was set")
         if method == "sendMessage":
             return await self._send(params)
+        if method == "getFile":
+            return self._get_file(params["file_id"])
+        if method == "getWebhookInfo":
+            return _ok(self.webhook_info)
         return _error(404, "Not Found")
+
+    def _get_file(self, file_id: str) -> web.Response:
+        mode = self.file_fail.pop(0) if self.file_fail else None
+        if mode == "502":
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>")
+        if mode == "400" or file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        data = self.files[file_id]
+        return _ok(
+            {
+                "file_id": file_id,
+                "file_unique_id": "u" + file_id[-6:],
+                "file_size": len(data),
+                "file_path": f"documents/{file_id}.bin",
+            }
+        )
+
+    async def file(self, request: web.Request) -> web.Response:
+        """GET /file/bot<token>/<file_path>: the download URL getFile's answer leads to."""
+        if request.match_info["token"] != TOKEN:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        file_id = path.removeprefix("documents/").removesuffix(".bin")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def _send(self, params: dict[str, str]) -> web.Response:
         mode = self.fail.pop(0) if self.fail else None

@@ -143,7 +143,7 @@ async def test_concurrent_first_messages_of_one_chat_make_one_incident(tg, bot_a
     assert sorted(bodies) == sorted(texts)
 
 
-async def test_photo_with_caption_is_a_message_flagged_media_not_fetched(tg, bot_api) -> None:
+async def test_photo_with_caption_is_a_message_with_the_photo_attached(tg, bot_api) -> None:
     client, gw = tg
     photo = [
         {
@@ -154,9 +154,12 @@ async def test_photo_with_caption_is_a_message_flagged_media_not_fetched(tg, bot
             "file_size": 1254,
         }
     ]
+    bot_api.files["AgACAgEAAxkBAAIB"] = b"\xff\xd8 jpeg"
     await post(client, message(1040, None, photo=photo, caption="Este error sale en el equipo"))
     await settle(gw)
     assert await count(gw, "incidents") == 1
-    flags = await gw.store.read(lambda tx: tx.one("SELECT flags, body FROM messages"))
-    assert flags["body"] == "Este error sale en el equipo"
-    assert "media_not_fetched" in flags["flags"]
+    row = await gw.store.read(lambda tx: tx.one("SELECT flags, body FROM messages"))
+    assert row["body"] == "Este error sale en el equipo"
+    assert "media_not_fetched" not in row["flags"]
+    att = await gw.store.read(lambda tx: tx.one("SELECT filename, content_type FROM attachments"))
+    assert att == {"filename": "foto_AQADx.jpg", "content_type": "image/jpeg"}

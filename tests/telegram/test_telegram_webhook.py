@@ -138,20 +138,8 @@ async def test_unknown_and_unanswered_updates_are_stored_and_answered_200(tg, bo
             },
         },
         {"update_id": 503, "some_future_update": {"x": 1}},
-        # A sticker: a message without text or caption.
-        message(
-            504,
-            None,
-            sticker={
-                "file_id": "CAACAgIAAxkBAAE",
-                "file_unique_id": "AgAD",
-                "type": "regular",
-                "width": 512,
-                "height": 512,
-                "is_animated": False,
-                "is_video": False,
-            },
-        ),
+        # A dice: a message with neither text, caption nor file.
+        message(504, None, dice={"emoji": "🎲", "value": 4}),
     ]
     for update in updates:
         resp = await post(client, update)
