@@ -59,6 +59,16 @@ def _parse(raw: str, region: str | None = None) -> PhoneNumber | None:
     # region phonenumbers cannot know that, so "0052 55 ..." would otherwise be rejected.
     if region is None and text.startswith("00"):
         text = "+" + text[2:]
+    return _parse_text(text, region)
+
+
+# Twilio sends numbers already in E.164 ("whatsapp:+50688887777"): the text normalize_phone
+# parses is then the very E.164 string that country_of_phone, phone_kind and is_valid_phone
+# parse next (routing, in the core), so one cached parse serves them all. The PhoneNumber
+# objects are shared: nothing in this module modifies one. A small cache is enough, the
+# calls for one contact follow each other within a request.
+@lru_cache(maxsize=1024)
+def _parse_text(text: str, region: str | None) -> PhoneNumber | None:
     try:
         return phonenumbers.parse(text, region)
     except NumberParseException:
