@@ -9,18 +9,14 @@ retry; a file Telegram refuses (too big, expired) is marked 'failed' with an eve
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from telegram.error import BadRequest, Forbidden, TelegramError
 
+from adapters.fetch_jobs import FetchLater, FileFetcher
 from adapters.telegram_update import FILE_URL_PREFIX
 from gateway.repo import Row
-from gateway.scheduler import schedule_job
 
 if TYPE_CHECKING:
     import telegram
@@ -29,15 +25,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOB_KIND = "telegram_media"
-RETRY_AFTER = timedelta(minutes=1)  # the persisted job runs if the immediate fetch did not finish
-PARALLEL_FETCHES = 4
 
 
 class FileRefused(Exception):
     """Permanent: Telegram will never hand this file out (or it is over the size limit)."""
 
 
-class FileUnavailable(Exception):
+class FileUnavailable(FetchLater):
     """Transient: try again later."""
 
 
@@ -62,47 +56,15 @@ async def download(bot: telegram.Bot, file_id: str, limit: int) -> bytes:
     return data
 
 
-class TelegramMedia:
+class TelegramMedia(FileFetcher):
     """Downloads a message's pending files now, in the background, and through a persisted job."""
 
+    job_kind = JOB_KIND
+    payload_key = "provider_id"
+
     def __init__(self, gw: Gateway):
-        self.gw = gw
+        super().__init__(gw)
         self.bot: telegram.Bot | None = None  # set by the channel once its Bot has started
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._limit = asyncio.Semaphore(PARALLEL_FETCHES)
-
-    async def context(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: cancel unfinished downloads at shutdown (their job retries them)."""
-        yield
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    async def ensure_job(self, provider_id: str) -> None:
-        """Persist the retry job (idempotent per update); the 200 waits for it."""
-        run_at = self.gw.clock() + RETRY_AFTER
-        payload = {"provider_id": provider_id}
-        await self.gw.store.transact(
-            lambda tx: schedule_job(tx, JOB_KIND, provider_id, run_at, payload)
-        )
-
-    def start(self, provider_id: str) -> None:
-        """Download in the background now; the persisted job covers failures and restarts."""
-        task = asyncio.create_task(self._quietly(provider_id), name=f"tg-file-{provider_id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _quietly(self, provider_id: str) -> None:
-        try:
-            await self.fetch_pending(provider_id)
-        except FileUnavailable as exc:
-            log.info("telegram files of %s not fetched yet (%s); the job retries", provider_id, exc)
-        except Exception:
-            log.exception("telegram file fetch of %s failed; the job retries", provider_id)
-
-    async def run_job(self, payload: dict[str, Any]) -> None:
-        """Scheduler handler: raising leaves the job for the scheduler's backoff."""
-        await self.fetch_pending(str(payload["provider_id"]))
 
     async def fetch_pending(self, provider_id: str) -> None:
         """Download the update's pending files; FileUnavailable if any has to wait."""
@@ -113,7 +75,7 @@ class TelegramMedia:
         waiting = []
         for row in rows:
             file_id = str(row["url"]).removeprefix(FILE_URL_PREFIX)
-            async with self._limit:
+            async with self.limit:
                 try:
                     data = await download(self.bot, file_id, limit)
                 except FileUnavailable as exc:

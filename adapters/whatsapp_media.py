@@ -9,31 +9,27 @@ allow-list. It never blocks intake: a transient failure leaves the row 'pending'
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from adapters.fetch_jobs import FetchLater, FileFetcher
 from config.settings import Settings
 from gateway.repo import Row
-from gateway.scheduler import schedule_job
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 JOB_KIND = "whatsapp_media"
-RETRY_AFTER = timedelta(minutes=1)  # the persisted job runs if the immediate fetch did not finish
 MAX_REDIRECTS = 3
-PARALLEL_FETCHES = 4
 # Twilio serves media from api.twilio.com and redirects to its CDN (Twilio docs, "Retrieve media").
 TWILIO_HOSTS = frozenset({"api.twilio.com", "media.twiliocdn.com", "mms.twiliocdn.com"})
 TWILIO_SUFFIXES = (".twilio.com", ".twiliocdn.com")
@@ -45,7 +41,7 @@ class MediaRefused(Exception):
     """Permanent: this media must not (or cannot ever) be fetched."""
 
 
-class MediaUnavailable(Exception):
+class MediaUnavailable(FetchLater):
     """Transient: try again later."""
 
 
@@ -157,14 +153,15 @@ async def fetch_media(
     raise MediaRefused(f"more than {MAX_REDIRECTS} redirects")
 
 
-class MediaFetcher:
+class MediaFetcher(FileFetcher):
     """Fetches a message's pending media now, in the background, and through a persisted job."""
 
+    job_kind = JOB_KIND
+    payload_key = "message_sid"
+
     def __init__(self, gw: Gateway):
-        self.gw = gw
+        super().__init__(gw)
         self.session: aiohttp.ClientSession | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._limit = asyncio.Semaphore(PARALLEL_FETCHES)
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: one client session for media, closed (and tasks cancelled) at shutdown."""
@@ -173,36 +170,8 @@ class MediaFetcher:
         timeout = aiohttp.ClientTimeout(total=30, connect=10)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
         yield
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.cancel_tasks()
         await self.session.close()
-
-    async def ensure_job(self, message_sid: str) -> None:
-        """Persist the retry job (idempotent per MessageSid); answered only after it commits."""
-        run_at = self.gw.clock() + RETRY_AFTER
-        payload = {"message_sid": message_sid}
-        await self.gw.store.transact(
-            lambda tx: schedule_job(tx, JOB_KIND, message_sid, run_at, payload)
-        )
-
-    def start(self, message_sid: str) -> None:
-        """Fetch in the background now; the persisted job covers failures and restarts."""
-        task = asyncio.create_task(self._quietly(message_sid), name=f"media-{message_sid}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _quietly(self, message_sid: str) -> None:
-        try:
-            await self.fetch_pending(message_sid)
-        except MediaUnavailable as exc:
-            log.info("media of %s not fetched yet (%s); the job retries", message_sid, exc)
-        except Exception:
-            log.exception("media fetch of %s failed; the job retries", message_sid)
-
-    async def run_job(self, payload: dict[str, Any]) -> None:
-        """Scheduler handler: raising leaves the job for the scheduler's backoff."""
-        await self.fetch_pending(str(payload["message_sid"]))
 
     async def fetch_pending(self, message_sid: str) -> None:
         """Fetch the message's pending attachments; MediaUnavailable if any has to wait."""
@@ -211,7 +180,7 @@ class MediaFetcher:
         rows = await self.gw.store.read(lambda tx: tx.pending_attachments("whatsapp", message_sid))
         waiting = []
         for row in rows:
-            async with self._limit:
+            async with self.limit:
                 try:
                     data, ctype = await fetch_media(self.session, row["url"], self.gw.settings)
                 except MediaUnavailable as exc:
