@@ -55,13 +55,20 @@ class Texts:
 
     def opening(self, line: Line, opens_at: datetime, lang: str) -> str:
         """'el lunes a las 06:00, hora de México' / 'on Monday at 06:00, Miami time'."""
-        local = local_time(line, opens_at)
-        day = WEEKDAYS.get(lang, WEEKDAYS["es"])[local.weekday()]
-        clock = local.strftime("%H:%M")
-        date = local.strftime("%d/%m/%Y") if lang == "es" else local.strftime("%Y-%m-%d")
-        if lang == "en":
-            return f"on {day} {date} at {clock}, {line.name} time"
-        return f"el {day} {date} a las {clock}, hora de {line.name}"
+        return opening_text(line, opens_at, lang)
+
+
+# Every contact of a closed line is told the same next opening: cached, like hours_text.
+@lru_cache(maxsize=1024)
+def opening_text(line: Line, opens_at: datetime, lang: str) -> str:
+    """A line's opening at `opens_at` (aware) in words, in the line's local time."""
+    local = local_time(line, opens_at)
+    day = WEEKDAYS.get(lang, WEEKDAYS["es"])[local.weekday()]
+    clock = local.strftime("%H:%M")
+    date = local.strftime("%d/%m/%Y") if lang == "es" else local.strftime("%Y-%m-%d")
+    if lang == "en":
+        return f"on {day} {date} at {clock}, {line.name} time"
+    return f"el {day} {date} a las {clock}, hora de {line.name}"
 
 
 @lru_cache(maxsize=256)
