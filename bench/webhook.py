@@ -4,7 +4,9 @@ Each server runs in this process (pinned to CPU 0 when there are two); the load 
 second process (this script with --load, pinned to CPU 1): an aiohttp client with 50 connections
 posting Twilio-signed WhatsApp forms, bounded by a request count and a time limit, loopback only.
 The gateway commits to a file-backed SQLite database (WAL, synchronous=FULL); afterwards every
-accepted message is counted in it. Usage: python bench/webhook.py [--requests 3000] [--conns 50]
+accepted message is counted in it. A third server, the bare handler plus one group-committed row
+per request in the same store, shows the floor that any durable webhook pays on this machine.
+Usage: python bench/webhook.py [--requests 3000] [--conns 50]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -28,6 +31,10 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
+
+from gateway.repo import Tx
+from gateway.store import SqliteStore
+from gateway.timeutil import iso, utcnow
 
 PATH = "/webhooks/twilio/whatsapp"
 SID = "AC" + "0" * 32
@@ -175,6 +182,69 @@ async def bare(request: web.Request) -> web.Response:
     return web.Response(text=str(response), content_type="application/xml")
 
 
+def floor_handler(
+    store: SqliteStore, write: Callable[[Tx, str, str, bytes], object]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The bare handler plus `write(tx, sid, from, raw)` group-committed before the answer.
+
+    Same form parsing and TwiML as `bare`, and the gateway's own store (WAL, synchronous=FULL,
+    group commit), but no signature check, no routing, no threading: what the rows alone cost.
+    """
+
+    async def floor(request: web.Request) -> web.Response:
+        form = await request.post()
+        sid, sender, raw = str(form["MessageSid"]), str(form["From"]), await request.read()
+        await store.transact(lambda tx: write(tx, sid, sender, raw))
+        response = MessagingResponse()
+        response.message(f"Recibido {sid}")
+        return web.Response(text=str(response), content_type="application/xml")
+
+    return floor
+
+
+def one_row(tx: Tx, sid: str, sender: str, raw: bytes) -> None:
+    """The least any durable webhook writes: the raw message."""
+    tx.execute("INSERT INTO inbound (sid, raw) VALUES (?, ?)", (sid, raw))
+
+
+def incident_rows(tx: Tx, sid: str, sender: str, raw: bytes) -> None:
+    """What the gateway writes, as plain SQL into its schema: for a new contact its contact,
+    incident (tracking number), message, two events and receipt; for a follow-up (the open
+    conversation found) the message, an event and the receipt. The TwiML is the ack."""
+    now = utcnow()
+    at, phone, text = iso(now), sender.removeprefix("whatsapp:"), "Hola, no tengo tono"
+    key = f"whatsapp:{phone}"
+    found = tx.conn.execute(
+        "SELECT id FROM incidents WHERE conversation_key = ?"
+        " AND status IN ('new', 'in_progress', 'waiting_customer')",
+        (key,),
+    ).fetchone()
+    if found:
+        incident = found[0]
+        tx.insert_event(incident, now, "customer", "message_received", {})
+    else:
+        contact = tx.execute(
+            "INSERT INTO contacts (name, phone, created_at) VALUES (?, ?, ?)", (phone, phone, at)
+        )
+        incident = tx.execute(
+            "INSERT INTO incidents (tracking, channel, country, line, severity, subject,"
+            " description, contact_id, conversation_key, occurred_at, registered_at,"
+            " registered_by, attention_due, solution_due, urgent_due, routing, updated_at)"
+            " VALUES (?, 'whatsapp', 'CR', '+50640004000', 'S3', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?)",
+            (tx.next_tracking(now), text, text, contact, key, at, at, key, at, at, at,
+             '{"reasons": ["phone in CR"]}', at),
+        )  # fmt: skip
+        events = [(now, "system", "registered", {}), (now, "system", "routed", {})]
+        tx.insert_events(incident, events)
+    message = tx.execute(
+        "INSERT INTO messages (incident_id, direction, channel, author, sender, body, at)"
+        " VALUES (?, 'in', 'whatsapp', ?, ?, ?, ?)",
+        (incident, phone, phone, text, at),
+    )
+    tx.insert_receipt("whatsapp", sid, now, incident_id=incident, message_id=message, raw=raw)
+
+
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -195,6 +265,24 @@ async def main(args: argparse.Namespace) -> None:
     runner, url = await serve(app)
     base = await drive(url, url, args, "1")
     await runner.cleanup()
+
+    floors = {}
+    for name, write in (("1 row", one_row), ("incident rows", incident_rows)):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SqliteStore(f"{tmp}/floor.db")
+            await store.open()
+            await store.migrate()  # the gateway's schema, for the incident rows
+            await store.transact(
+                lambda tx: tx.execute(
+                    "CREATE TABLE inbound (id INTEGER PRIMARY KEY, sid TEXT UNIQUE, raw BLOB)"
+                )
+            )
+            app = web.Application()
+            app.router.add_post(PATH, floor_handler(store, write))
+            runner, url = await serve(app)
+            floors[name] = await drive(url, url, args, str(3 + len(floors)))
+            await runner.cleanup()
+            await store.close()
 
     with tempfile.TemporaryDirectory() as tmp:
         # The public URL must be known before the app starts: reserve a port first.
@@ -224,14 +312,24 @@ async def main(args: argparse.Namespace) -> None:
         batches = getattr(gw.store, "batches", 0)
         await gw_runner.cleanup()
 
-    for name, r in (("bare aiohttp", base), ("gateway", gateway)):
+    rows = [
+        ("bare aiohttp", base),
+        *((f"+ {k}", v) for k, v in floors.items()),
+        ("gateway", gateway),
+    ]
+    for name, r in rows:
         print(
-            f"{name:13s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:8.0f} req/s"
+            f"{name:16s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:8.0f} req/s"
             f"  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms"
             f"  server CPU {r['server_cpu_us']:.0f} µs/req  statuses {r['statuses']}"
         )
     ok = gateway["statuses"].get("200", 0)
     print(f"ratio gateway/bare: {gateway['rps'] / base['rps']:.2f} (target >= 0.5)")
+    for name, r in floors.items():
+        print(
+            f"ratio (bare + {name}, group-committed)/bare: {r['rps'] / base['rps']:.2f}"
+            "  (floor: no signature, routing or threading)"
+        )
     cpu_ratio = base["server_cpu_us"] / gateway["server_cpu_us"]
     print(f"server CPU ratio bare/gateway: {cpu_ratio:.2f} (less sensitive to a busy machine)")
     print(
