@@ -2,20 +2,17 @@
 
 Signatures are verified against `GATEWAY_PUBLIC_URL` + the request path and query (what Twilio
 signed), never the URL this process sees behind a proxy, and over the whole multi-valued form
-(every value of a repeated field), with the algorithm of Twilio's own `RequestValidator`
-(`twilio_signature`, tested equal to it; the validator itself still checks the port variants of
-the URL when the exact one does not match). The REST client uses Twilio's
+(`getall`), with Twilio's own `RequestValidator`. The REST client uses Twilio's
 `AsyncTwilioHttpClient` (never the blocking one) and `TWILIO_API_BASE`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, cast
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
@@ -33,8 +30,6 @@ TWILIO_CLIENT = "twilio_client"  # key in gw.extras
 # Twilio's richest webhook (WhatsApp with 10 media) has well under 100 fields; a form with far
 # more is not Twilio and is refused before parsing or signature work (checklist T11).
 MAX_FORM_FIELDS = 256
-# The algorithms Twilio's RequestValidator knows (X-Twilio-Webhooks-Signature-Settings).
-_HASHES: dict[str, Any] = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 
 
 class FormTooLarge(web.HTTPClientError):
@@ -65,57 +60,50 @@ async def verified_form(request: web.Request, settings: Settings) -> MultiDictPr
             log.warning("rejected Twilio webhook %s: %d form fields", request.path, fields)
             raise FormTooLarge(reason=f"the form has {fields} fields; at most {MAX_FORM_FIELDS}")
     form = await request.post()  # parses the body read above (aiohttp caches it)
-    pairs = [(k, v) for k, v in form.items() if isinstance(v, str)]  # files are not signed
+    params = _text_fields(form)
     algorithm = get_signature_algorithm(
         request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")
     )
-    token = settings.twilio.auth_token or ""
+    validator = _validator(settings.twilio.auth_token or "")
     url = signed_url(settings, request)
-    if not signature or not _valid(token, url, pairs, signature, algorithm):
+    if not signature or not _valid(validator, url, params, signature, algorithm):
         # Security log line without the body, the signature or the token (checklist T1).
         log.warning("rejected Twilio webhook %s: bad or missing signature", request.path)
         raise web.HTTPForbidden(reason="invalid Twilio signature")
-    if len(pairs) == len(form):  # every value is text (always so for a urlencoded form)
-        return cast("MultiDictProxy[str]", form)
-    return MultiDictProxy(MultiDict(pairs))
+    return params
 
 
-def twilio_signature(token: str, url: str, pairs: list[tuple[str, str]], algorithm: str) -> str:
-    """Twilio's webhook signature of a form, as `RequestValidator.compute_signature` computes it.
+def _text_fields(form: MultiDictProxy[Any]) -> MultiDictProxy[str]:
+    """The form's text fields (files are not signed): the parsed form itself when, as for every
+    urlencoded body Twilio sends, there is nothing else (no copy per request)."""
+    if all(isinstance(v, str) for v in form.values()):
+        return form
+    return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
 
-    The same algorithm (HMAC of the URL followed by each parameter name and value, names sorted,
-    each name's distinct values sorted) over plain (name, value) pairs, without building the
-    MultiDict and the per-name sets and lists the library needs: sorting the distinct pairs
-    gives exactly its order. Raises ValueError for an algorithm Twilio does not define.
-    """
-    hash_function = _HASHES.get(algorithm.upper())
-    if hash_function is None:
-        raise ValueError(f"unsupported webhook signature algorithm: {algorithm[:40]}")
-    signed = url + "".join([k + v for k, v in sorted(set(pairs))])
-    # hmac.new, not the one-shot hmac.digest: OpenSSL's one-shot HMAC releases the GIL on
-    # every call, and taking it back waits for the store's thread (up to the 5 ms switch
-    # interval); hmac.new releases it only for messages of 2 KiB and more.
-    mac = hmac.new(token.encode("utf-8"), signed.encode("utf-8"), hash_function).digest()
-    return base64.b64encode(mac).decode("ascii")
+
+@lru_cache(maxsize=4)
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
 
 
 def _valid(
-    token: str,
+    validator: RequestValidator,
     url: str,
-    pairs: list[tuple[str, str]],
+    params: MultiDictProxy[str],
     signature: str,
     algorithm: str | None,
 ) -> bool:
     # `validate` always signs two URL variants (with and without an explicit port); the exact
     # URL matches in the common case, so try it alone first and keep `validate` for the rest.
+    # The library signs (it reads every value of a repeated field with `getall`); the result is
+    # compared in constant time by hmac.compare_digest (C) instead of its Python loop.
     try:
-        expected = twilio_signature(token, url, pairs, algorithm or "HMAC_SHA1")
+        expected = validator.compute_signature(url, params, algorithm)
+        if hmac.compare_digest(expected.encode(), signature.encode()):
+            return True
     except ValueError:  # an algorithm this library does not know
         return False
-    if hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-        return True
-    validator = RequestValidator(token)
-    return bool(validator.validate(url, MultiDict(pairs), signature, algorithm))
+    return bool(validator.validate(url, params, signature, algorithm))
 
 
 class BoundedTwilioHttpClient(AsyncTwilioHttpClient):

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
 from yarl import URL
 
 from adapters.twilio_common import install_client, verified_form
@@ -33,11 +34,6 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
 MAX_MEDIA = 10  # Twilio: at most 10 media per message
 MAX_SID = 64
-# TwiML exactly as twilio's MessagingResponse serialises it (ElementTree, UTF-8, no indentation);
-# tests/whatsapp hold these bytes equal to the library's output.
-_TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response />'
-_TWIML_EMPTY_MESSAGE = b'<?xml version="1.0" encoding="UTF-8"?><Response><Message /></Response>'
-_TWIML_MESSAGE = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>'
 
 
 def _phone(form: Mapping[str, str]) -> str:
@@ -110,25 +106,18 @@ def parse_inbound(form: Mapping[str, str], now: datetime, raw: bytes | None = No
     )
 
 
-def twiml_body(text: str | None) -> bytes:
-    """`str(MessagingResponse())`, with `.message(text)` unless text is None, as UTF-8 bytes.
-
-    ElementTree's escaping of character data (&, <, > only) and its encoding of what UTF-8
-    cannot hold (a lone surrogate becomes a character reference), without building the tree.
-    """
-    if text is None:
-        return _TWIML_EMPTY
-    if not text:
-        return _TWIML_EMPTY_MESSAGE
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _TWIML_MESSAGE.format(escaped).encode("utf-8", "xmlcharrefreplace")
+# The library's answer without a message (a follow-up): the same every time, built once.
+_NO_MESSAGE = str(MessagingResponse())
 
 
 def twiml(receipt: Receipt) -> web.Response:
     """The TwiML answer: the acknowledgement for a new incident, nothing for a follow-up."""
     # A retried MessageSid (duplicate) gets the same answer as the first delivery.
-    body = twiml_body(receipt.ack_text if receipt.created else None)
-    return web.Response(body=body, content_type="application/xml", charset="utf-8")
+    if not receipt.created:
+        return web.Response(text=_NO_MESSAGE, content_type="application/xml")
+    response = MessagingResponse()
+    response.message(receipt.ack_text)
+    return web.Response(text=str(response), content_type="application/xml")
 
 
 def make_handler(fetcher: MediaFetcher) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -6,6 +6,7 @@ import io
 from urllib.parse import urlencode
 
 from multidict import MultiDict
+from twilio.request_validator import RequestValidator
 
 from tests.whatsapp.wa_kit import (
     ACCOUNT_SID,
@@ -153,3 +154,24 @@ async def test_malformed_signed_forms_are_400_naming_the_field(wa) -> None:
     resp = await post_signed(client, PATH, form)
     assert (await resp.json())["error"]["field"] == "NumMedia"
     await _nothing_stored(gw)
+
+
+async def test_sha256_shared_key_signatures_are_checked(wa) -> None:
+    """X-Twilio-Webhooks-Signature-Settings selects HMAC-SHA256; anything else is refused."""
+    client, _ = wa
+    url = PUBLIC_URL + PATH
+    form = inbound_form()
+    settings_header = {"X-Twilio-Webhooks-Signature-Settings": "key=k1,algorithm=HMAC_SHA256"}
+    sig = RequestValidator(AUTH_TOKEN).compute_signature(url, form, "HMAC_SHA256")
+    resp = await client.post(
+        PATH, data=form, headers={"X-Twilio-Signature": sig, **settings_header}
+    )
+    assert resp.status == 200
+    # A SHA-1 signature does not pass as SHA-256, nor does an algorithm Twilio does not define.
+    resp = await post_signed(client, PATH, inbound_form(), headers=settings_header)
+    assert resp.status == 403
+    unknown = {"X-Twilio-Webhooks-Signature-Settings": "key=k1,algorithm=HMAC_MD5"}
+    form = inbound_form()
+    headers = {"X-Twilio-Signature": signature(PATH, form), **unknown}
+    resp = await client.post(PATH, data=form, headers=headers)
+    assert resp.status == 403
