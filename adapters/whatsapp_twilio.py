@@ -3,35 +3,47 @@
 POST /webhooks/twilio/whatsapp: signature check → one `Inbound` → `intake.accept` → TwiML with
 the acknowledgement for a new incident, an empty `<Response/>` otherwise. Store down → 503, so in
 the Twilio Console (Messaging › Senders › WhatsApp senders › the sender) set "Webhook URL for
-incoming messages" to GATEWAY_PUBLIC_URL/webhooks/twilio/whatsapp and "Fallback URL" to the same
-path on a second instance: Twilio calls it when the first answers 5xx; MessageSid dedupes.
+incoming messages" to GATEWAY_PUBLIC_URL/webhooks/twilio/whatsapp and "Fallback URL" to
+GATEWAY_PUBLIC_URL/webhooks/twilio/whatsapp/fallback: Twilio calls it when the first answers 5xx
+or times out. The fallback tries the intake once more; if the store still cannot commit, it keeps
+the signed form on disk (`adapters.twilio_spool`, fsynced), answers 200 with a short "received"
+message, and the tracking number follows through the outbox once the spool is replayed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 from twilio.twiml.messaging_response import MessagingResponse
 from yarl import URL
 
-from adapters.twilio_common import install_client, verified_form
+from adapters.twilio_common import install_client, signed_url, verified_form
+from adapters.twilio_spool import TwilioSpool, spool_of
 from adapters.whatsapp_media import JOB_KIND, MediaFetcher
 from adapters.whatsapp_outbound import make_reply_guard, make_sender
 from gateway.api import gw_of
 from gateway.errors import Rejected, TemporaryFailure
+from gateway.language import detect_language
 from gateway.model import AttachmentIn, Contact, Inbound, Receipt
+from gateway.timeutil import iso
 from routing.phone import normalize_phone
+from routing.resolve import resolve_line
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+FALLBACK_PATH = WEBHOOK_PATH + "/fallback"
 MAX_MEDIA = 10  # Twilio: at most 10 media per message
 MAX_SID = 64
 
@@ -115,9 +127,31 @@ def twiml(receipt: Receipt) -> web.Response:
     # A retried MessageSid (duplicate) gets the same answer as the first delivery.
     if not receipt.created:
         return web.Response(text=_NO_MESSAGE, content_type="application/xml")
+    return twiml_text(receipt.ack_text)
+
+
+def twiml_text(text: str) -> web.Response:
+    """TwiML answering the customer with one message."""
     response = MessagingResponse()
-    response.message(receipt.ack_text)
+    response.message(text)
     return web.Response(text=str(response), content_type="application/xml")
+
+
+async def _accept(gw: Gateway, fetcher: MediaFetcher, inbound: Inbound) -> Receipt:
+    """Commit the message (and its media job, before any answer); start fetching its media."""
+    receipt = await gw.intake.accept(inbound)
+    if inbound.attachments:
+        await fetcher.ensure_job(inbound.provider_id)
+        fetcher.start(inbound.provider_id)
+    return receipt
+
+
+async def _signed_form(request: web.Request, gw: Gateway) -> MultiDictProxy[str]:
+    try:
+        return await verified_form(request, gw.settings)
+    except web.HTTPForbidden:
+        gw.metrics.reject("whatsapp", "signature")
+        raise
 
 
 def make_handler(fetcher: MediaFetcher) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -125,25 +159,64 @@ def make_handler(fetcher: MediaFetcher) -> Callable[[web.Request], Awaitable[web
 
     async def whatsapp_webhook(request: web.Request) -> web.Response:
         gw = gw_of(request)
-        try:
-            form = await verified_form(request, gw.settings)
-        except web.HTTPForbidden:
-            gw.metrics.reject("whatsapp", "signature")
-            raise
+        form = await _signed_form(request, gw)
         inbound = parse_inbound(form, gw.clock(), raw=await request.read())
         try:
-            receipt = await gw.intake.accept(inbound)
-            if inbound.attachments:
-                await fetcher.ensure_job(inbound.provider_id)
+            receipt = await _accept(gw, fetcher, inbound)
         except TemporaryFailure:
             # 503 so Twilio retries or calls the Fallback URL; the MessageSid dedupes it.
             log.warning("WhatsApp %s not committed: answering 503", inbound.provider_id)
             raise
-        if inbound.attachments:
-            fetcher.start(inbound.provider_id)
         return twiml(receipt)
 
     return whatsapp_webhook
+
+
+def make_fallback_handler(
+    fetcher: MediaFetcher, spool: TwilioSpool
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST /webhooks/twilio/whatsapp/fallback: the intake, else the disk spool (checklist T8)."""
+
+    async def whatsapp_fallback(request: web.Request) -> web.Response:
+        gw = gw_of(request)
+        form = await _signed_form(request, gw)  # Twilio signs the fallback URL it calls
+        inbound = parse_inbound(form, gw.clock(), raw=await request.read())
+        try:
+            return twiml(await _accept(gw, fetcher, inbound))
+        except TemporaryFailure:
+            pass
+        pairs = [(k, v) for k, v in form.items()]
+        url = signed_url(gw.settings, request)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        try:
+            await asyncio.to_thread(spool.put, "whatsapp", pairs, url, signature, iso(gw.clock()))
+        except OSError as exc:  # nothing kept: Twilio must see an error
+            log.error("WhatsApp %s could not be spooled: %s", inbound.provider_id, exc)
+            raise TemporaryFailure("the message could not be kept; try again") from exc
+        log.warning("WhatsApp %s spooled to disk: the store cannot commit", inbound.provider_id)
+        return twiml_text(gw.texts.render("spooled", _language(gw, inbound), name=inbound.author))
+
+    return whatsapp_fallback
+
+
+def make_replay(gw: Gateway, fetcher: MediaFetcher) -> Callable[[list[tuple[str, str]]], Any]:
+    """The spool's processor: a spooled form through the intake, acknowledged via the outbox
+    (its TwiML answer is long gone)."""
+
+    async def replay(pairs: list[tuple[str, str]]) -> None:
+        form = MultiDictProxy(MultiDict(pairs))
+        inbound = parse_inbound(form, gw.clock(), raw=urlencode(pairs).encode())
+        receipt = await _accept(gw, fetcher, replace(inbound, acknowledge=True))
+        if not receipt.duplicate:
+            gw.outbox.wake()
+
+    return replay
+
+
+def _language(gw: Gateway, inbound: Inbound) -> str:
+    """The customer's language before any incident exists: their words, else their line's."""
+    line = resolve_line(gw.settings.routing, phone=inbound.contact.phone).line
+    return detect_language(inbound.text) or line.language
 
 
 def setup(gw: Gateway) -> None:
@@ -156,3 +229,6 @@ def setup(gw: Gateway) -> None:
     gw.outbox.register("whatsapp", make_sender(gw))
     gw.reply_guards["whatsapp"] = make_reply_guard(gw.settings)
     gw.app.router.add_post(WEBHOOK_PATH, make_handler(fetcher))
+    spool = spool_of(gw)
+    spool.register("whatsapp", make_replay(gw, fetcher))
+    gw.app.router.add_post(FALLBACK_PATH, make_fallback_handler(fetcher, spool))

@@ -244,6 +244,8 @@ def _build(r: _Reader) -> Settings:
             account_sid=r.optional("twilio", "account_sid"),
             auth_token=r.optional("twilio", "auth_token"),
             api_base=r.url("twilio", "api_base"),
+            spool_dir=_spool_dir(r),
+            spool_replay_interval=r.duration("twilio", "spool_replay_interval"),
         ),
         telegram=TelegramSettings(
             bot_token=r.optional("telegram", "bot_token"),
@@ -296,6 +298,15 @@ def _db_url(r: _Reader) -> str:
     if re.match(r"^postgres(ql)?://", url):
         raise r.fail(("gateway", "db"), "PostgreSQL is not supported by this version yet")
     raise r.fail(("gateway", "db"), f"{url!r} is not sqlite:///path.db or postgresql://...")
+
+
+def _spool_dir(r: _Reader) -> str:
+    """The Twilio spool: as configured, else beside the database (on the same volume)."""
+    value = r.str("twilio", "spool_dir", allow_empty=True)
+    if value:
+        return value
+    database = _db_url(r).removeprefix("sqlite:///")
+    return str(Path(database).parent / "spool" / "twilio")
 
 
 def _relay(r: _Reader) -> tuple[str, int] | None:

@@ -35,6 +35,8 @@ class TwilioSettings:
     account_sid: str | None
     auth_token: str | None
     api_base: str
+    spool_dir: str = "var/spool/twilio"  # absolute, or relative to the working directory
+    spool_replay_interval: timedelta = timedelta(seconds=10)
 
     @property
     def enabled(self) -> bool:

@@ -8,10 +8,9 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from gateway.app import GW, create_app
-from gateway.errors import TemporaryFailure
-from gateway.store import SqliteStore, sqlite_path
+from gateway.store import sqlite_path
 from tests.conftest import CLOSED_TIME
-from tests.whatsapp.wa_kit import ADAPTERS, count, inbound_form, post_signed
+from tests.whatsapp.wa_kit import ADAPTERS, FlakyStore, count, inbound_form, post_signed
 
 PATH = "/webhooks/twilio/whatsapp"
 TRACKING = re.compile(r"CMW-[0-9]{7,}-[0-9]")
@@ -110,17 +109,6 @@ async def test_an_english_line_answers_in_english(wa) -> None:
     text = reply_of(await (await post_signed(client, PATH, form)).text())
     assert text is not None and text.startswith("Hello Ana Pérez, thank you")
     assert "tracking number CMW-" in text
-
-
-class FlakyStore(SqliteStore):
-    """A real SQLite store whose writes can be made to fail (database locked, disk full)."""
-
-    failing = False
-
-    async def transact(self, fn: Any) -> Any:
-        if self.failing:
-            raise TemporaryFailure("the database cannot commit right now")
-        return await super().transact(fn)
 
 
 async def test_a_store_that_cannot_commit_answers_503_so_twilio_retries(
