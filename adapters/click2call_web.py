@@ -23,7 +23,7 @@ from adapters.twilio_common import install_client, twilio_enabled
 from adapters.voice_calls import reply_sender
 from gateway.app import GW
 from gateway.errors import Forbidden, GatewayError, TemporaryFailure
-from gateway.http import error_response, read_json, status_of
+from gateway.http import client_address, error_response, read_json, status_of
 from gateway.model import Contact, Inbound, Receipt
 from gateway.timeutil import iso
 from routing.phone import country_of_phone
@@ -110,9 +110,9 @@ async def _handle(request: web.Request, gw: Gateway) -> web.Response:
         "phone": gw.settings.click2call.max_calls_per_number_per_hour,
         "ip": gw.settings.click2call.max_calls_per_ip_per_hour,
     }
-    # The client address as this process sees it: X-Forwarded-For is not trusted (any caller
-    # could forge it and escape the per-IP limit).
-    ip = request.remote or "unknown"
+    # X-Forwarded-For only from [gateway] trusted_proxies: any other caller could forge it and
+    # escape the per-address limit.
+    ip = client_address(request, gw.settings.trusted_proxies)
     admission = await gw.store.transact(
         lambda tx: ledger.admit(
             tx, key=key, phone=req.phone, ip=ip, request_id=uuid.uuid4().hex, now=now, limits=limits

@@ -29,7 +29,7 @@ from adapters.telegram_watch import WebhookWatch
 from config.settings import Settings, TelegramSettings
 from gateway.app import Gateway
 from gateway.errors import Rejected
-from gateway.http import error_response, read_json
+from gateway.http import client_address, error_response, read_json
 from gateway.language import detect_language
 from gateway.model import AttachmentIn, Contact, Inbound, OutboundItem, SendError
 
@@ -137,8 +137,9 @@ class TelegramChannel:
         tg = self.gw.settings.telegram
         if not tg.enabled:
             return error_response(503, "the Telegram channel is not configured")
-        if not _peer_allowed(request.remote, tg.allowed_networks):
-            log.warning("telegram webhook from %s: not in allowed_networks", request.remote)
+        peer = client_address(request, self.gw.settings.trusted_proxies)
+        if not _peer_allowed(peer, tg.allowed_networks):
+            log.warning("telegram webhook from %s: not in allowed_networks", peer)
             return error_response(403, "this address may not call the Telegram webhook")
         assert tg.webhook_secret
         if not _secret_ok(request.headers.get(SECRET_HEADER), tg.webhook_secret):

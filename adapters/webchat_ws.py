@@ -28,7 +28,7 @@ from adapters.webchat_hub import Bucket, Hub
 from adapters.webchat_page import ChatPages, allowed_origins, normalize_origin, ui_texts
 from adapters.webchat_token import issue_token, new_visitor_id, verify_token
 from gateway.errors import Rejected, TemporaryFailure
-from gateway.http import error_response
+from gateway.http import client_address, error_response
 from gateway.model import Contact, Inbound
 from gateway.repo import Row
 from gateway.timeutil import iso
@@ -81,7 +81,7 @@ class WebChat:
         )
         if not ws.can_prepare(request).ok:
             return error_response(400, "GET /chat/ws expects a WebSocket upgrade")
-        ip = request.remote or "unknown"
+        ip = client_address(request, self.gw.settings.trusted_proxies)
         if not self.hub.admit_ip(ip, self.cfg.max_sockets_per_ip):
             return error_response(429, "too many chat sockets from this address")
         session = Session(Bucket(self.cfg.messages_per_minute, time.monotonic()))

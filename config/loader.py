@@ -232,6 +232,7 @@ def _build(r: _Reader) -> Settings:
         secret_key=r.optional("gateway", "secret_key"),
         shutdown_timeout=r.duration("gateway", "shutdown_timeout"),
         max_body_bytes=r.int("gateway", "max_body_bytes", low=1024),
+        trusted_proxies=_networks(r, ("gateway", "trusted_proxies")),
         email=_email(r),
         whatsapp=WhatsAppSettings(
             number=_phone(r, ("whatsapp", "number")),

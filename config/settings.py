@@ -157,4 +157,5 @@ class Settings:
     click2call: Click2CallSettings
     incidents: IncidentSettings
     outbox: OutboxSettings
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

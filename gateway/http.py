@@ -6,9 +6,11 @@ client's mistake is never a 500; a 500 means a bug and is logged with its traceb
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +31,48 @@ _CODES = {
     429: "rate_limited",
     503: "temporarily_unavailable",
 }
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def _parse_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
+    """The address per-client limits count: the peer, or behind trusted proxies the client.
+
+    X-Forwarded-For is read only when the direct peer is one of `trusted_proxies`, and then from
+    the right, skipping the proxies' own hops: the first address a trusted proxy did not add is
+    the client (anything to its left was written by the client and may be forged). Without
+    trusted proxies the header is ignored, so no caller can pick its own address.
+    (aiohttp-remotes' XForwardedFiltered does not check the peer, and XForwardedStrict refuses
+    any request whose chain length differs, health checks included: hence this function.)
+    """
+    peer = request.remote or "unknown"
+    networks = _parse_networks(trusted_proxies)
+    if not networks or not _trusted(peer, networks):
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            client = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer  # garbage in the chain: count the proxy, never a made-up name
+        if not _trusted(client, networks):
+            return client
+    return client  # every hop is a trusted network: the left-most is the client
 
 
 def error_response(

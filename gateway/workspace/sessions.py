@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.api import USER_KEY, gw_of
 from gateway.auth import User, hash_password, user_by_id, user_by_name, verify_password
+from gateway.http import client_address
 from gateway.repo import Tx
 from gateway.timeutil import iso
 
@@ -160,7 +161,7 @@ class LoginThrottled(Exception):
 async def login(request: web.Request, name: str, password: str) -> User | None:
     """The user if the password matches; LoginThrottled after too many failures."""
     gw = gw_of(request)
-    key = _throttle_key(name, request.remote or "unknown")
+    key = _throttle_key(name, client_address(request, gw.settings.trusted_proxies))
     now = gw.clock()
     if await gw.store.read(lambda tx: failures(tx, key, now)) >= MAX_FAILURES:
         raise LoginThrottled(key)

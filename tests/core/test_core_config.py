@@ -81,6 +81,13 @@ def test_merge_is_recursive() -> None:
         ({"TWILIO_API_BASE": "nope"}, None, "TWILIO_API_BASE: must be an http(s) URL"),
         ({}, {"gateway": {"default_country": "BR"}}, "gateway.default_country: 'BR' has no"),
         ({}, {"gateway": {"colour": 1}}, "gateway.colour: unknown key"),
+        (
+            {},
+            {"gateway": {"trusted_proxies": ["10.0.0.0/8", "proxy.local"]}},
+            "gateway.trusted_proxies: 'proxy.local' is not an IP network",
+        ),
+        ({}, {"telegram": {"max_file_bytes": 0}}, "telegram.max_file_bytes:"),
+        ({}, {"twilio": {"spool_replay_interval": "soon"}}, "twilio.spool_replay_interval:"),
         ({}, {"fax": {}}, "fax: unknown section"),
         ({}, {"hours": {"mon": "25:00-26:00"}}, "hours.mon:"),
         ({}, {"hours": {"tue": "10:00-09:00"}}, "hours.tue:"),

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from multidict import MultiDict
 
 from adapters.voice_calls import call_api
@@ -30,9 +31,17 @@ MX_LINE = "+525541708422"
 CR_OPENS = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-async def ask(client: Any, phone: str = CUSTOMER, key: str | None = None, **fields: Any) -> Any:
+async def ask(
+    client: Any,
+    phone: str = CUSTOMER,
+    key: str | None = None,
+    forwarded_for: str | None = None,
+    **fields: Any,
+) -> Any:
     body = {"name": "Ana Solís", "phone": phone, **fields}
     headers = {"Idempotency-Key": key} if key else {}
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
     return await client.post("/api/v1/click2call", json=body, headers=headers)
 
 
@@ -191,6 +200,28 @@ async def test_rate_limits_per_number_and_per_address(
     assert len(fake_twilio.requests) == 5
     clock.advance(minutes=41)
     assert (await ask(client)).status == 202
+
+
+@pytest.mark.parametrize(
+    ("trusted", "separate"),
+    [(["127.0.0.0/8"], True), ([], False), (["10.0.0.0/8"], False)],
+)
+async def test_per_address_limit_behind_a_trusted_proxy_counts_each_client(
+    start_app: Any, voice_settings: Any, fake_twilio: Any, trusted: list[str], separate: bool
+) -> None:
+    """Behind the TLS proxy every request comes from the proxy: X-Forwarded-For names the
+    client, but only when the proxy is trusted (from anyone else it could be forged)."""
+    settings = voice_settings(
+        {"gateway": {"trusted_proxies": trusted}, "click2call": {"max_calls_per_ip_per_hour": 2}}
+    )
+    client, _ = await start_app(settings, adapters=VOICE_ADAPTERS)
+    one = [await ask(client, f"+5068888100{i}", forwarded_for="203.0.113.7") for i in range(2)]
+    assert [r.status for r in one] == [202, 202]
+    # Another customer behind the same proxy (the forged left-most entry is not believed).
+    other = await ask(client, "+50688881009", forwarded_for="203.0.113.7, 198.51.100.23")
+    assert other.status == (202 if separate else 429)
+    again = await ask(client, "+50688881010", forwarded_for="203.0.113.7")
+    assert again.status == 429
 
 
 async def test_rate_limit_counters_survive_a_restart(
