@@ -33,6 +33,12 @@ class Metrics:
             ["channel", "status"],
             registry=r,
         )
+        self.outbox_oldest = Gauge(
+            "gateway_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered outbox row by channel (0 when none)",
+            ["channel"],
+            registry=r,
+        )
         self.outbox_results = Counter(
             "gateway_outbox_results_total",
             "Delivery attempts by channel and result",

@@ -19,7 +19,7 @@ from gateway.bus import Bus
 from gateway.metrics import Metrics
 from gateway.repo import Row, Tx
 from gateway.store import Store
-from gateway.timeutil import Clock, iso
+from gateway.timeutil import Clock, iso, parse_iso
 
 log = logging.getLogger(__name__)
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -78,7 +78,7 @@ def mark_breaches(tx: Tx, now: datetime) -> list[Row]:
     return found
 
 
-def _gauges(tx: Tx) -> tuple[list[Row], list[Row]]:
+def _gauges(tx: Tx) -> tuple[list[Row], list[Row], list[Row]]:
     depth = tx.all(
         "SELECT level, country, count(*) AS n FROM incidents"
         " WHERE status IN ('new', 'in_progress', 'waiting_customer') GROUP BY level, country"
@@ -87,7 +87,11 @@ def _gauges(tx: Tx) -> tuple[list[Row], list[Row]]:
         "SELECT channel, status, count(*) AS n FROM outbox"
         " WHERE status IN ('pending', 'sending', 'dead', 'held') GROUP BY channel, status"
     )
-    return depth, backlog
+    oldest = tx.all(
+        "SELECT channel, min(created_at) AS since FROM outbox"
+        " WHERE status IN ('pending', 'sending') GROUP BY channel"
+    )
+    return depth, backlog, oldest
 
 
 def _next_job_due(tx: Tx, kinds: list[str]) -> str | None:
@@ -182,14 +186,20 @@ class Scheduler:
         return len(jobs)
 
     async def refresh_gauges(self) -> None:
-        """Queue depth and outbox backlog from the database."""
-        depth, backlog = await self.store.read(_gauges)
+        """Queue depth, outbox backlog and the age of its oldest undelivered row."""
+        depth, backlog, oldest = await self.store.read(_gauges)
         self.metrics.queue_depth.clear()
         for row in depth:
             self.metrics.queue_depth.labels(row["level"], row["country"]).set(row["n"])
         self.metrics.outbox_backlog.clear()
         for row in backlog:
             self.metrics.outbox_backlog.labels(row["channel"], row["status"]).set(row["n"])
+        now = self.clock()
+        self.metrics.outbox_oldest.clear()
+        for row in oldest:
+            since = parse_iso(row["since"])
+            age = (now - since).total_seconds() if since else 0.0
+            self.metrics.outbox_oldest.labels(row["channel"]).set(max(age, 0.0))
 
     async def run(self) -> None:
         """Loop until cancelled; a failing pass is logged and the loop goes on."""

@@ -183,3 +183,17 @@ async def test_an_idle_gateway_does_not_write(settings, clock) -> None:
     await gw.intake.accept(tg("u1", "5005"))
     assert await gw.outbox.drain_once() == 1  # a due row is still claimed and sent
     await gw.store.close()
+
+
+async def test_metrics_show_how_long_the_oldest_undelivered_row_has_waited(
+    start_app, settings, clock
+) -> None:
+    """Telegram down for half an hour: the backlog and its age are what an alert watches."""
+    client, gw = await start_app(settings, adapters={})  # no sender: rows of telegram wait
+    await gw.intake.accept(tg("u-age-1", "5001"))
+    clock.advance(minutes=20)
+    await gw.intake.accept(tg("u-age-2", "5002"))
+    clock.advance(minutes=10)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_outbox_backlog{channel="telegram",status="pending"} 2.0' in metrics
+    assert 'gateway_outbox_oldest_pending_seconds{channel="telegram"} 1800.0' in metrics
