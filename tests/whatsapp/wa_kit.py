@@ -196,6 +196,9 @@ def inbound_form(
     return form
 
 
+MASK = "X"
+
+
 def status_form(message_sid: str, status: str, **extra: str) -> MultiDict[str]:
     """A WhatsApp message status callback as Twilio posts it."""
     form: MultiDict[str] = MultiDict(
@@ -211,7 +214,8 @@ def status_form(message_sid: str, status: str, **extra: str) -> MultiDict[str]:
             ("MessageSid", message_sid),
             ("StructuredMessage", "false"),
             ("AccountSid", ACCOUNT_SID),
-            ("ChannelToAddress", "+52155123XXXXX"),  # Twilio masks the address itself
+            # Twilio masks the last digits of the customer's address itself, as here.
+            ("ChannelToAddress", "+52155123" + MASK * 5),
         ]
     )
     for key, value in extra.items():
