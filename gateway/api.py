@@ -228,15 +228,39 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         # Kept at the provider (a Twilio voicemail recording): send the agent there.
         raise web.HTTPFound(row["url"])
     filename = "".join(c for c in row["filename"] if c.isprintable() and c not in '"\\') or "file"
+    preview = request.query.get("preview") == "1" and raster_image(row["content_type"], row["data"])
+    disposition = "inline" if preview else "attachment"
     return web.Response(
         body=row["data"],
         headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            # A preview is only ever a raster image whose bytes are what its type says; anything
+            # else (SVG, HTML, a PNG that is not one) stays an opaque download.
+            "Content-Type": row["content_type"] if preview else "application/octet-stream",
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=3600",
         },
     )
+
+
+# The image types a browser shows in <img>, by the bytes each format starts with.
+_RASTER_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+def raster_image(content_type: str | None, data: bytes | None) -> bool:
+    """The stored bytes are a PNG, JPEG, GIF or WebP image, as their declared type says."""
+    magic = _RASTER_MAGIC.get((content_type or "").lower())
+    if not magic or not data:
+        return False
+    if content_type == "image/webp" and data[8:12] != b"WEBP":
+        return False
+    return data.startswith(magic)
 
 
 def _provider_media(url: str | None) -> bool:

@@ -229,10 +229,17 @@ def document() -> J:
         },
         "/api/v1/attachments/{token}": {
             "get": _op(
-                "An attachment, always as a download (nosniff)",
-                {"description": "The file", "content": {"application/octet-stream": {}}},
+                "An attachment: a download (nosniff); with preview=1, a PNG, JPEG, GIF or WebP"
+                " whose bytes match its type is served inline as that image",
+                {
+                    "description": "The file",
+                    "content": {"application/octet-stream": {}, "image/*": {}},
+                },
                 ("404", *agent),
-                parameters=[_param("token", "path", {"type": "string"})],
+                parameters=[
+                    _param("token", "path", {"type": "string"}),
+                    _param("preview", "query", {"type": "string", "enum": ["1"]}, required=False),
+                ],
             )
         },
         "/api/v1/click2call": {

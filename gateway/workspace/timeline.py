@@ -62,12 +62,21 @@ def event_text(kind: str, detail: dict[str, Any]) -> str:
     return f"{label} — {'; '.join(parts)}" if parts else label
 
 
+# Screenshots and photos shown in the conversation (the download checks their bytes); an SVG or
+# anything else is only ever a download.
+PREVIEW_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
 def timeline(incident: dict[str, Any]) -> list[dict[str, Any]]:
     """Messages (customer, agent, notes) and system events, oldest first."""
     items: list[tuple[str, int, dict[str, Any]]] = []
     for m in incident["messages"]:
         kind = _DIRECTION.get(m["direction"], m["direction"])
-        items.append((m["at"], 0, {"type": "message", "who": kind, **m}))
+        files = [
+            {**a, "preview": a["state"] == "stored" and a["content_type"] in PREVIEW_TYPES}
+            for a in m.get("attachments", [])
+        ]
+        items.append((m["at"], 0, {"type": "message", "who": kind, **m, "attachments": files}))
     for e in incident["events"]:
         if e["kind"] in _SHOWN_AS_MESSAGE:
             continue

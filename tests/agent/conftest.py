@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,27 @@ def email(pid: str, address: str, text: str, *, html: str | None = None, **kw: A
         attachments=kw.pop("attachments", ()),
         **kw,
     )
+
+
+def png(width: int = 24, height: int = 16) -> bytes:
+    """A real PNG (a red rectangle) a browser can decode."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def image(name: str, data: bytes, content_type: str) -> AttachmentIn:
+    return AttachmentIn(filename=name, content_type=content_type, size=len(data), data=data)
 
 
 def pdf(name: str = "factura.pdf") -> AttachmentIn:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.agent.conftest import PASSWORD, email, make_desk, whatsapp
+from tests.agent.conftest import PASSWORD, email, image, make_desk, png, whatsapp
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -125,3 +125,48 @@ async def test_agent_works_an_incident_from_live_queue_to_closure(
         "team": "redes",
         "category": "falla-de-servicio",
     }
+
+
+async def test_a_customer_screenshot_is_shown_in_the_conversation(
+    start_app, settings, chromium_path
+) -> None:
+    """The preview loads with the agent's session under the page's CSP; an SVG is no image."""
+    client, gw = await start_app(settings, adapters={})
+    await make_desk(gw, client)
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="window.__xss=1"/>'
+    files = (image("captura.png", png(), "image/png"), image("logo.svg", svg, "image/svg+xml"))
+    r = await gw.intake.accept(whatsapp("SMshot", "+50688880099", attachments=files))
+    base = str(client.make_url("/")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        page = await browser.new_page()
+        page.set_default_timeout(10_000)
+        problems: list[str] = []
+        page.on(
+            "response",
+            lambda resp: (
+                problems.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None
+            ),
+        )
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(msg.text) if "Content Security Policy" in msg.text else None
+            ),
+        )
+        try:
+            await _login(page, base, "ana")
+            await page.goto(f"{base}/agent/incidents/{r.tracking}")
+            shot = page.locator('img.preview[alt="captura.png"]')
+            await expect(shot).to_be_visible()
+            await page.wait_for_function(
+                "document.querySelector('img.preview').complete"
+                " && document.querySelector('img.preview').naturalWidth > 0"
+            )
+            assert await shot.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [24, 16]
+            assert await page.locator("img.preview").count() == 1  # the SVG is a link only
+            await expect(page.locator('a[download="logo.svg"]')).to_be_visible()
+            assert await page.evaluate("typeof window.__xss") == "undefined"
+            assert problems == []
+        finally:
+            await browser.close()

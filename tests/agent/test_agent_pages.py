@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.agent.conftest import csrf_of, email, login, pdf, whatsapp
+from tests.agent.conftest import csrf_of, email, image, login, pdf, png, whatsapp
 
 XSS = '<img src=x onerror="window.__xss=1"><script>alert(1)</script>'
 
@@ -65,6 +65,34 @@ async def test_incident_page_shows_sanitised_mail_attachments_and_routing(desk) 
     assert 'download="factura.pdf"' in html and "/api/v1/attachments/" in html
     assert "Enrutamiento" in html and "<li>" in html
     assert "Registrado" in html and "Auditoría" in html
+
+
+async def test_screenshots_are_previewed_and_everything_else_stays_a_download(desk) -> None:
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+    files = (
+        image("captura.png", png(), "image/png"),
+        image("disfrazado.png", b"<html><script>alert(1)</script></html>", "image/png"),
+        image("logo.svg", svg, "image/svg+xml"),
+        pdf(),
+    )
+    r = await desk.gw.intake.accept(whatsapp("SMimg", "+50688880077", attachments=files))
+    await login(desk.client, "ana")
+    html = await (await desk.client.get(f"/agent/incidents/{r.tracking}")).text()
+    previews = re.findall(r'<img class="preview" src="([^"]+)"', html)
+    assert len(previews) == 2  # the two declared PNGs; never the SVG or the PDF
+    first = await desk.client.get(previews[0])
+    assert first.status == 200 and first.headers["Content-Type"] == "image/png"
+    assert first.headers["Content-Disposition"].startswith("inline")
+    assert first.headers["X-Content-Type-Options"] == "nosniff"
+    assert await first.read() == png()
+    # A "PNG" whose bytes are HTML is only ever an opaque download, preview asked or not.
+    fake = await desk.client.get(previews[1])
+    assert fake.headers["Content-Type"] == "application/octet-stream"
+    assert fake.headers["Content-Disposition"].startswith("attachment")
+    svg_url = re.search(r'href="([^"]+)" download="logo.svg"', html).group(1)
+    forced = await desk.client.get(svg_url + "?preview=1")
+    assert forced.headers["Content-Type"] == "application/octet-stream"
+    assert forced.headers["Content-Disposition"].startswith("attachment")
 
 
 async def test_page_forms_run_actions_and_explain_refusals_in_spanish(desk) -> None:
