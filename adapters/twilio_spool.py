@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from gateway.errors import GatewayError, TemporaryFailure
+from gateway.errors import GatewayError, Shunted, TemporaryFailure
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -126,11 +126,19 @@ class TwilioSpool:
                 continue
             try:
                 await processor(item.pairs)
+            except Shunted:
+                # Kept in the database for `python -m gateway replay`: a bug in one message
+                # must not hold every later one back in the spool.
+                log.error("spooled form %s hit a processing bug: shunted", item.path.name)
             except TemporaryFailure:
                 return committed, len(items) - index  # the database is still away: later
             except GatewayError as exc:
                 log.error("spooled form %s refused (%s): set aside", item.path.name, exc)
-                self._set_aside(item.path)
+                await asyncio.to_thread(self._set_aside, item.path)
+                continue
+            except Exception:  # a bug before the intake: keep the file for an operator
+                log.exception("spooled form %s could not be replayed: set aside", item.path.name)
+                await asyncio.to_thread(self._set_aside, item.path)
                 continue
             await asyncio.to_thread(self.done, item)
             committed += 1

@@ -48,3 +48,8 @@ class TemporaryFailure(GatewayError):
     """Nothing was committed; the caller should retry later."""
 
     code = "temporarily_unavailable"
+
+
+class Shunted(TemporaryFailure):
+    """The input is committed as a shunted receipt (its processing hit a bug); the sender is
+    told to retry, and `python -m gateway replay` processes it once fixed."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from config.settings import Settings
 from gateway.bus import Bus
-from gateway.errors import GatewayError, TemporaryFailure
+from gateway.errors import GatewayError, Shunted, TemporaryFailure
 from gateway.incident import IncidentState, customer_message, urgent_due
 from gateway.language import detect_language
 from gateway.model import Inbound, Receipt, inbound_from_json, inbound_to_json
@@ -484,7 +484,7 @@ class Intake:
             outcome = "shunted"
             log.exception("intake %s %s failed; shunted for replay", msg.channel, msg.provider_id)
             await self.store.transact(lambda tx, e=exc: shunt(tx, msg, now, e))
-            raise TemporaryFailure("the message could not be processed; it is kept") from exc
+            raise Shunted("the message could not be processed; it is kept") from exc
         finally:
             if self.metrics is not None:
                 self.metrics.intake(msg.channel, outcome, time.perf_counter() - started)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapters.twilio_spool import REJECTED, TwilioSpool
-from gateway.errors import Rejected, TemporaryFailure
+from gateway.errors import Rejected, Shunted, TemporaryFailure
 
 FORM = [("MessageSid", "SM1"), ("Body", "hola"), ("MediaUrl0", "a"), ("MediaUrl0", "b")]
 
@@ -77,3 +77,25 @@ async def test_a_form_of_an_unknown_kind_is_set_aside(tmp_path: Path, kind: str)
     spool.put(kind, FORM, "u", "s", "t")
     assert await spool.replay() == (0, 0)
     assert spool.items() == [] and len(list((tmp_path / "spool" / REJECTED).iterdir())) == 1
+
+
+async def test_a_poison_form_never_holds_the_others_back(tmp_path: Path) -> None:
+    """One form hits a processing bug (shunted: kept in the database for `replay`), another
+    crashes the adapter's own parsing: the forms behind them are still replayed."""
+    spool = spool_at(tmp_path)
+    for sid in ("SM-bug", "SM-crash", "SM-ok"):
+        spool.put("whatsapp", [("MessageSid", sid)], "u", "s", "t")
+    seen: list[str] = []
+
+    async def process(pairs: list[tuple[str, str]]) -> None:
+        sid = dict(pairs)["MessageSid"]
+        if sid == "SM-bug":
+            raise Shunted("the message could not be processed; it is kept")
+        if sid == "SM-crash":
+            raise KeyError("From")
+        seen.append(sid)
+
+    spool.register("whatsapp", process)
+    assert await spool.replay() == (2, 0)  # the shunted one is in the database now
+    assert seen == ["SM-ok"] and spool.items() == []
+    assert len(list((tmp_path / "spool" / REJECTED).iterdir())) == 1  # the crash, for a person
