@@ -233,3 +233,27 @@ async def test_no_200_before_the_update_is_committed(aiohttp_client, tg_settings
     resp = await request
     assert resp.status == 200
     assert await count(gw, "receipts") == 1
+
+
+async def test_a_processing_bug_keeps_the_update_and_answers_200(tg, bot_api, monkeypatch) -> None:
+    """The raw update is committed (shunted) and Telegram is not made to retry it forever,
+    holding back the chat's later updates; once fixed, `replay` registers it once."""
+    from gateway import intake as intake_module
+
+    client, gw = tg
+    real_assign = intake_module.assign
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("routing table bug")
+
+    monkeypatch.setattr(intake_module, "assign", broken)
+    resp = await post(client, message(9300, "No tengo tono"))
+    assert resp.status == 200
+    row = await gw.store.read(lambda tx: tx.one("SELECT state, error FROM receipts"))
+    assert row["state"] == "shunted" and "routing table bug" in row["error"]
+    assert await count(gw, "incidents") == 0
+    monkeypatch.setattr(intake_module, "assign", real_assign)
+    assert await gw.intake.replay_shunted() == (1, 0)
+    assert await count(gw, "incidents") == 1
+    await settle(gw)
+    assert len(bot_api.sent()) == 1  # the customer gets the tracking number after the fix
