@@ -307,7 +307,9 @@ def _spool_dir(r: _Reader) -> str:
     if value:
         return value
     database = _db_url(r).removeprefix("sqlite:///")
-    return str(Path(database).parent / "spool" / "twilio")
+    derived = str(Path(database).parent / "spool" / "twilio")
+    r.tree["twilio"]["spool_dir"] = derived  # check-config shows where it really is
+    return derived
 
 
 def _relay(r: _Reader) -> tuple[str, int] | None:

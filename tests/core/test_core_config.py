@@ -208,3 +208,5 @@ def test_cli_check_config_prints_effective_config_masked(tmp_path: Path) -> None
     assert tree["gateway"]["http_port"] == "8181"
     assert tree["telegram"]["bot_token"] == "***"
     assert "123:secret" not in done.stdout
+    # Derived values are shown as they take effect: the spool sits beside the database.
+    assert tree["twilio"]["spool_dir"] == "var/spool/twilio"
