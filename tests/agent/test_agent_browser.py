@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import async_playwright, expect
@@ -29,6 +30,23 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
+async def watched_page(browser) -> tuple[Any, list[str]]:
+    """A new page and what went wrong on it: script errors, CSP refusals, failed requests."""
+    page = await browser.new_page()
+    page.set_default_timeout(10_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.on(
+        "response",
+        lambda resp: problems.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None,
+    )
+    return page, problems
+
+
 async def _login(page, base: str, name: str) -> None:
     await page.goto(f"{base}/agent/login")
     await page.fill("input[name=name]", name)
@@ -46,16 +64,7 @@ async def test_agent_works_an_incident_from_live_queue_to_closure(
     base = str(client.make_url("/")).rstrip("/")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        page = await browser.new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.on(
-            "console",
-            lambda msg: (
-                problems.append(msg.text) if "Content Security Policy" in msg.text else None
-            ),
-        )
+        page, problems = await watched_page(browser)
         try:
             await _login(page, base, "sofia")
             # An L2 "redes" technician watches their own queue in a second browser context.
@@ -139,21 +148,7 @@ async def test_a_customer_screenshot_is_shown_in_the_conversation(
     base = str(client.make_url("/")).rstrip("/")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        page = await browser.new_page()
-        page.set_default_timeout(10_000)
-        problems: list[str] = []
-        page.on(
-            "response",
-            lambda resp: (
-                problems.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None
-            ),
-        )
-        page.on(
-            "console",
-            lambda msg: (
-                problems.append(msg.text) if "Content Security Policy" in msg.text else None
-            ),
-        )
+        page, problems = await watched_page(browser)
         try:
             await _login(page, base, "ana")
             await page.goto(f"{base}/agent/incidents/{r.tracking}")
