@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
-from tests.webchat.chat_kit import START, connect, hello, recv, start_chat
+from adapters import webchat_ws
+from tests.webchat.chat_kit import ORIGIN, START, connect, hello, recv, start_chat
 
 
 @pytest.mark.parametrize(
@@ -182,3 +183,27 @@ async def test_binary_frames_are_refused(chat_app: Any) -> None:
     await ws.send_bytes(b"\x00\x01")
     assert (await recv(ws))["code"] == "bad_frame"
     assert (await hello(ws))[0]["type"] == "welcome"
+
+
+async def test_per_ip_socket_cap_counts_each_visitor_behind_a_trusted_proxy(
+    start_app: Any, make_settings: Any
+) -> None:
+    """Behind the TLS proxy every socket comes from the proxy: X-Forwarded-For names the visitor
+    (only because the proxy is listed in [gateway] trusted_proxies)."""
+    settings = make_settings(
+        {"gateway": {"trusted_proxies": ["127.0.0.0/8"]}, "webchat": {"max_sockets_per_ip": 1}}
+    )
+    client, _ = await start_app(settings, adapters={"webchat": webchat_ws.setup})
+
+    async def open_as(visitor: str) -> Any:
+        headers = {"Origin": ORIGIN, "X-Forwarded-For": visitor}
+        return await client.ws_connect("/chat/ws", headers=headers)
+
+    first = await open_as("203.0.113.7")
+    other = await open_as("198.51.100.23")  # another visitor behind the same proxy
+    assert (await hello(other))[0]["type"] == "welcome"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await open_as("203.0.113.7")
+    assert err.value.status == 429
+    await first.close()
+    await other.close()
