@@ -98,14 +98,17 @@ def country_of_phone(e164: str) -> str | None:
     number = _parse(e164)
     if number is None:
         return None
-    if phonenumbers.is_valid_number(number):
+    regions = phonenumbers.region_codes_for_country_code(number.country_code)
+    if len(regions) == 1:
+        # One country behind the code (+506, +52, +57, ...): that is the answer whether or not
+        # the number is valid (e.g. Bogotá's pre-2021 "+57 1 ..." numbers), and phonenumbers
+        # would give the same for a valid one: skip the costly pattern validation.
+        region = regions[0]
+    elif phonenumbers.is_valid_number(number):
         region = phonenumbers.region_code_for_number(number)
     else:
-        # An invalid number can still name its country when its country code has only one
-        # (e.g. Bogotá's pre-2021 "+57 1 ..." numbers); for +1 an invalid area code would
-        # make phonenumbers guess, so a shared country code yields no country.
-        regions = phonenumbers.region_codes_for_country_code(number.country_code)
-        region = regions[0] if len(regions) == 1 else None
+        # A shared country code (+1) with an invalid area code would make phonenumbers guess.
+        region = None
     if region is None or region in _NON_GEOGRAPHIC:
         return None
     return region
