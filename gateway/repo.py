@@ -37,6 +37,7 @@ class Tx:
         self.conn = conn
         self._serial: int | None = None  # last tracking serial handed out in this transaction
         self._serial_at: str | None = None
+        self._reads: sqlite3.Cursor | None = None  # one cursor for every read of the transaction
 
     def flush(self) -> None:
         """Write what this transaction kept in memory; the store calls it before COMMIT."""
@@ -56,8 +57,12 @@ class Tx:
     def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         # Plain tuples zipped with the column names: sqlite3.Row looks every name up by a
         # case-insensitive scan of the columns, several times slower on wide incident rows.
-        cur = self.conn.cursor()
-        cur.row_factory = None
+        # The cursor is made once per transaction (a new one per read cost as much as a
+        # small SELECT); `one` and `all` are done with its rows before they return.
+        cur = self._reads
+        if cur is None:
+            cur = self._reads = self.conn.cursor()
+            cur.row_factory = None
         return cur.execute(sql, params)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
