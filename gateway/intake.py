@@ -438,7 +438,7 @@ class Intake:
         self.clock = clock
         self.bus = bus
         self.metrics = metrics
-        self.on_commit: Callable[[], None] | None = None  # e.g. wake the outbox worker
+        self.on_commit: Callable[[], None] | None = None  # wakes the outbox: an ack is queued
         self._turn_now: datetime | None = None
 
     def _now(self) -> datetime:
@@ -497,6 +497,8 @@ class Intake:
                     "channel": msg.channel,
                 }
             )
-            if self.on_commit is not None:
+            # Only a new incident's acknowledgement is queued in the outbox by the intake: waking
+            # the outbox for anything else would cost it a read per commit for nothing.
+            if self.on_commit is not None and receipt.created and msg.acknowledge:
                 self.on_commit()
         return receipt
