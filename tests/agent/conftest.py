@@ -140,14 +140,17 @@ async def desk(start_app: Any, settings: Any) -> Desk:
     return await make_desk(gw, client)
 
 
-async def login(client: TestClient, name: str, password: str = PASSWORD) -> int:
+async def login(
+    client: TestClient, name: str, password: str = PASSWORD, headers: dict | None = None
+) -> int:
     """Sign in through the login form like a browser; returns the final status."""
-    page = await client.get("/agent/login")
+    page = await client.get("/agent/login", headers=headers)
     token = re.search(r'name="csrf" value="([^"]+)"', await page.text())
     assert token
     resp = await client.post(
         "/agent/login",
         data={"csrf": token.group(1), "name": name, "password": password},
+        headers=headers,
         allow_redirects=False,
     )
     return resp.status

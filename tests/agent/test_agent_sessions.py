@@ -68,6 +68,27 @@ async def test_wrong_password_then_throttled_per_user_and_address(desk) -> None:
     assert await login(client, "ana") == 303
 
 
+async def test_sign_in_throttle_counts_the_agent_behind_a_trusted_proxy(
+    start_app, make_settings
+) -> None:
+    """Every agent reaches the gateway through the TLS proxy: the per-address throttle must
+    count the forwarded client, or one mistyping agent would lock out the whole office."""
+    client, gw = await start_app(
+        make_settings({"gateway": {"trusted_proxies": ["127.0.0.0/8"]}}), adapters={}
+    )
+    await make_desk(gw, client)
+    office, home = {"X-Forwarded-For": "198.51.100.20"}, {"X-Forwarded-For": "203.0.113.44"}
+    for _ in range(5):
+        assert await login(client, "ana", "wrong", headers=office) == 401
+    assert await login(client, "ana", headers=office) == 429
+    # The same agent from another address is not locked out by the office's failures...
+    assert await login(client, "ana", headers=home) == 303
+    rows = await gw.store.read(
+        lambda tx: tx.all("SELECT DISTINCT key FROM workspace_login_failures")
+    )
+    assert [r["key"] for r in rows] == ["ana|198.51.100.20"]
+
+
 async def test_login_form_needs_its_csrf_token_and_our_origin(desk) -> None:
     client = desk.client
     await client.get("/agent/login")

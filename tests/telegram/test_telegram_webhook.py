@@ -92,6 +92,37 @@ async def test_peer_outside_allowed_networks_is_403(start_app, make_settings, bo
     assert await count(gw, "receipts") == 0
 
 
+async def test_allowed_networks_behind_a_trusted_proxy_check_the_forwarded_peer(
+    start_app, make_settings, bot_api
+) -> None:
+    """Behind the TLS proxy every update comes from the proxy: the allow-list must look at the
+    address the proxy forwards, and only a listed proxy is believed."""
+    networks = {"allowed_networks": ["149.154.160.0/20", "91.108.4.0/22"]}
+    env = {
+        "TELEGRAM_BOT_TOKEN": "1:x",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_API_BASE": bot_api.base,
+    }
+    settings = make_settings(
+        {"telegram": networks, "gateway": {"trusted_proxies": ["127.0.0.1"]}}, **env
+    )
+    client, gw = await start_app(settings, adapters={"telegram": telegram_bot.setup})
+    from_telegram = {**HEADERS, "X-Forwarded-For": "149.154.167.220"}
+    assert (await post(client, message(31, "hola"), headers=from_telegram)).status == 200
+    elsewhere = {**HEADERS, "X-Forwarded-For": "203.0.113.9"}
+    assert (await post(client, message(32, "hola"), headers=elsewhere)).status == 403
+    # A forged left-most hop does not help: the proxy appended the real peer after it.
+    forged = {**HEADERS, "X-Forwarded-For": "149.154.167.220, 203.0.113.9"}
+    assert (await post(client, message(33, "hola"), headers=forged)).status == 403
+    assert await count(gw, "receipts") == 1
+
+    # Without the proxy listed as trusted, the header is anybody's claim: not believed.
+    untrusted = make_settings({"telegram": networks}, **env)
+    client, gw = await start_app(untrusted, adapters={"telegram": telegram_bot.setup})
+    assert (await post(client, message(34, "hola"), headers=from_telegram)).status == 403
+    assert await count(gw, "receipts") == 1  # the same database: only update 31
+
+
 async def test_same_update_twice_is_one_message_and_one_ack(tg, bot_api) -> None:
     client, gw = tg
     update = message(9100, "Buenas, no tengo tono en la línea de la oficina desde ayer")
