@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.app import GW, create_app
-from gateway.store import sqlite_path
+from gateway.store import SqliteStore, sqlite_path
 from tests.whatsapp.wa_kit import ADAPTERS, FlakyStore, count, inbound_form, post_signed
 
 PATH = "/webhooks/twilio/whatsapp"
@@ -109,3 +110,37 @@ async def test_the_spool_is_replayed_when_the_gateway_starts(
             break
         await asyncio.sleep(0.02)
     assert replayed.items() == [] and await count(app[GW], "incidents") == 1
+
+
+async def test_a_real_file_lock_held_by_another_process_is_503_then_spool_then_one_incident(
+    aiohttp_client, wa_settings, clock, twilio_fake
+) -> None:
+    """Not a store told to fail: another connection (a backup, a migration, a stuck operator
+    shell) holds the database's write lock. The webhook waits the busy timeout, answers 503,
+    the fallback keeps the form on disk, readers keep working meanwhile, and once the lock is
+    released Twilio's retry and the spool's replay make one incident and one acknowledgement."""
+    path = sqlite_path(wa_settings.db_url)
+    store = SqliteStore(path, busy_timeout_ms=200)
+    app = create_app(wa_settings, clock=clock, store=store, adapters=ADAPTERS)
+    client = await aiohttp_client(app)
+    gw = app[GW]
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held across the requests below
+    try:
+        form = inbound_form("+50688001177", "Hola, la central no marca desde las 8")
+        resp = await post_signed(client, PATH, form)
+        assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+        assert (await client.get("/healthz")).status == 200  # WAL: reads go on
+        resp = await post_signed(client, FALLBACK, form)
+        assert resp.status == 200 and "recibimos su mensaje" in await resp.text()
+        assert len(spooled(gw)) == 1
+        assert await count(gw, "receipts") == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    resp = await post_signed(client, PATH, form)  # Twilio's own retry
+    assert resp.status == 200 and TRACKING.search(await resp.text())
+    assert await gw.extras["twilio_spool"].replay() == (1, 0)
+    await drain(gw)
+    assert await count(gw, "incidents") == 1 and await count(gw, "messages") == 1
+    assert spooled(gw) == [] and twilio_fake.sent == []
