@@ -75,10 +75,28 @@ def _parse_text(text: str, region: str | None) -> PhoneNumber | None:
         return None
 
 
-# Parsing costs tens of microseconds and the same customers write again and again: cache.
-@lru_cache(maxsize=8192)
+# E.164 strings this function returned: normalizing one again gives it back whatever the region
+# (a leading "+" makes phonenumbers ignore the region). An adapter normalizes the sender, then
+# routing asks again for the result in the database thread: answered here, not parsed twice.
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 8192
+
+
 def normalize_phone(raw: str, region: str | None = None) -> str | None:
     """Return `raw` (any human or Twilio form) as E.164, or None if it is not a possible number."""
+    if raw in _CANONICAL:
+        return raw
+    e164 = _normalize(raw, region)
+    if e164 is not None:
+        if len(_CANONICAL) >= _CANONICAL_MAX:
+            _CANONICAL.clear()
+        _CANONICAL[e164] = e164
+    return e164
+
+
+# Parsing costs tens of microseconds and the same customers write again and again: cache.
+@lru_cache(maxsize=8192)
+def _normalize(raw: str, region: str | None) -> str | None:
     number = _parse(raw, region)
     if number is None:
         return None

@@ -86,9 +86,10 @@ def _reference(raw: str) -> tuple[str | None, str | None, str, bool]:
 
 
 def _clear() -> None:
-    for cached in (normalize_phone, country_of_phone, phone_kind, is_valid_phone):
+    for cached in (phone._normalize, country_of_phone, phone_kind, is_valid_phone):
         cached.cache_clear()
     phone._parse_text.cache_clear()
+    phone._CANONICAL.clear()
 
 
 @pytest.mark.parametrize("number", NUMBERS)
@@ -108,6 +109,12 @@ def test_same_results_as_parsing_each_time(number: str, order: str) -> None:
     assert is_valid_phone(target) is valid
     if e164 is not None:
         assert normalize_phone(e164) == e164
+        # The shortcut for an E.164 result asked again rests on this: parsed afresh, with or
+        # without a region, it is its own normal form.
+        _clear()
+        assert normalize_phone(e164) == e164
+        _clear()
+        assert normalize_phone(e164, "MX") == e164
 
 
 def test_the_nanp_split_survives_the_shared_parse() -> None:
