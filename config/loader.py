@@ -233,6 +233,7 @@ def _build(r: _Reader) -> Settings:
         shutdown_timeout=r.duration("gateway", "shutdown_timeout"),
         max_body_bytes=r.int("gateway", "max_body_bytes", low=1024),
         trusted_proxies=_networks(r, ("gateway", "trusted_proxies")),
+        slow_webhook=r.duration("gateway", "slow_webhook"),
         email=_email(r),
         whatsapp=WhatsAppSettings(
             number=_phone(r, ("whatsapp", "number")),

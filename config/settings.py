@@ -158,4 +158,5 @@ class Settings:
     incidents: IncidentSettings
     outbox: OutboxSettings
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+    slow_webhook: timedelta = timedelta(seconds=5)  # slower provider webhooks are logged
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -21,7 +21,7 @@ from config.settings import Settings
 from gateway import api, reports, workspace
 from gateway.auth import User
 from gateway.bus import Bus
-from gateway.http import error_middleware
+from gateway.http import SLOW_WEBHOOK, error_middleware
 from gateway.intake import Intake
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -110,6 +110,7 @@ def create_app(
 ) -> web.Application:
     """Build the whole gateway as an aiohttp application (listeners start with the app)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[SLOW_WEBHOOK] = settings.slow_webhook.total_seconds()
     store = store or make_store(settings)
     metrics = Metrics()
     bus = Bus()

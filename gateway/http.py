@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,8 @@ from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, Rejected
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Seconds after which a provider's webhook is logged as slow ([gateway] slow_webhook).
+SLOW_WEBHOOK = web.AppKey("slow_webhook", float)
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -105,7 +108,27 @@ def status_of(exc: GatewayError) -> int:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map core errors and aiohttp's own HTTP errors to the JSON error format on API paths."""
+    """Map core errors and aiohttp's own HTTP errors to the JSON error format on API paths;
+    log a provider webhook answered after `SLOW_WEBHOOK` seconds (checklist T6)."""
+    if not request.path.startswith("/webhooks/"):
+        return await _answer(request, handler)
+    started = time.monotonic()
+    response = await _answer(request, handler)
+    elapsed = time.monotonic() - started
+    if elapsed > request.app.get(SLOW_WEBHOOK, 5.0):
+        # Twilio gives up after 15 s and retries (Telegram likewise): the retry is deduplicated
+        # on the provider's id, but a webhook this slow points at the database or the host.
+        log.warning(
+            "slow webhook: %s %s answered %d after %.1f s; the provider may retry it",
+            request.method,
+            request.path,
+            response.status,
+            elapsed,
+        )
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as exc:

@@ -10,7 +10,16 @@ from typing import Any
 from gateway.app import GW, create_app
 from gateway.store import sqlite_path
 from tests.conftest import CLOSED_TIME
-from tests.whatsapp.wa_kit import ADAPTERS, FlakyStore, count, inbound_form, post_signed
+from tests.whatsapp.wa_kit import (
+    ACCOUNT_SID,
+    ADAPTERS,
+    AUTH_TOKEN,
+    PUBLIC_URL,
+    FlakyStore,
+    count,
+    inbound_form,
+    post_signed,
+)
 
 PATH = "/webhooks/twilio/whatsapp"
 TRACKING = re.compile(r"CMW-[0-9]{7,}-[0-9]")
@@ -128,3 +137,40 @@ async def test_a_store_that_cannot_commit_answers_503_so_twilio_retries(
     resp = await post_signed(client, PATH, form)  # Twilio's retry / the fallback URL
     assert resp.status == 200 and TRACKING.search(await resp.text())
     assert await count(app[GW], "incidents") == 1
+
+
+class SlowStore(FlakyStore):
+    """A real store whose commits take `delay` seconds (a disk or a lock holding it up)."""
+
+    delay = 0.0
+
+    async def transact(self, fn: Any) -> Any:
+        await asyncio.sleep(self.delay)
+        return await super().transact(fn)
+
+
+async def test_a_slow_webhook_is_logged_and_its_retry_deduplicated(
+    aiohttp_client, make_settings, twilio_fake, clock, caplog
+) -> None:
+    """Checklist T6: a webhook answered after Twilio may have given up is logged; the retry
+    Twilio then sends is answered from the stored receipt, one incident."""
+    settings = make_settings(
+        {"gateway": {"slow_webhook": "0.2s"}},
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        GATEWAY_PUBLIC_URL=PUBLIC_URL,
+        TWILIO_API_BASE=twilio_fake.url,
+    )
+    store = SlowStore(sqlite_path(settings.db_url))
+    client = await aiohttp_client(create_app(settings, clock=clock, store=store, adapters=ADAPTERS))
+    form = inbound_form("+50688001188")
+    store.delay = 0.3
+    first = await post_signed(client, PATH, form)
+    assert first.status == 200
+    assert "slow webhook: POST /webhooks/twilio/whatsapp answered 200 after 0." in caplog.text
+    caplog.clear()
+    store.delay = 0.0
+    again = await post_signed(client, PATH, form)
+    assert again.status == 200 and await again.text() == await first.text()
+    assert "slow webhook" not in caplog.text  # a quick answer is not logged
+    assert await count(client.app[GW], "incidents") == 1
