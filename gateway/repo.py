@@ -50,6 +50,13 @@ class Tx:
             )
             self._serial_at = None
 
+    def close(self) -> None:
+        """Let go of the read cursor: a statement left unfinished on a reader connection would
+        hold its WAL snapshot (and keep checkpoints from completing) until then."""
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
     # generic --------------------------------------------------------------------------------
     def ping(self) -> bool:
         return self.conn.execute("SELECT 1").fetchone()[0] == 1

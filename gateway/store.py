@@ -175,7 +175,11 @@ class SqliteStore:
 
 
 def _run_read(conn: sqlite3.Connection, fn: Callable[[Tx], T]) -> T:
-    return fn(Tx(conn))
+    tx = Tx(conn)
+    try:
+        return fn(tx)
+    finally:
+        tx.close()
 
 
 def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
@@ -201,6 +205,7 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
             tx, out = _run_isolated(conn, fns)
             log.debug("batch re-run with savepoints after %r", first_failure)
         tx.flush()
+        tx.close()
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):

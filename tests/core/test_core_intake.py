@@ -336,3 +336,22 @@ async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock, mon
     assert again.duplicate
     assert count(db, "incidents") == 1 and count(db, "attachments") == 1
     await gw.store.close()
+
+
+async def test_a_half_read_result_does_not_pin_a_readers_snapshot(gw) -> None:
+    """Reads share one cursor per transaction; `one` on a many-row query leaves its statement
+    unfinished. On a reader connection that would hold the WAL snapshot: later commits would
+    stay invisible to that reader and checkpoints could not complete."""
+    for i in range(3):
+        await gw.intake.accept(email(f"<r{i}@x>", f"r{i}@example.com"))
+    for _ in range(4):  # every reader connection gets a half-read statement
+        first = await gw.store.read(lambda tx: tx.one("SELECT id FROM incidents ORDER BY id"))
+        assert first is not None
+    await gw.intake.accept(email("<r9@x>", "r9@example.com"))
+    for _ in range(4):
+        assert await gw.store.read(lambda tx: tx.one("SELECT count(*) AS n FROM incidents")) == {
+            "n": 4
+        }
+    with sqlite3.connect(gw.store.path) as other:
+        busy, frames, done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == done  # no reader held an old snapshot back
