@@ -43,10 +43,11 @@ def serve(port: int, db: str, cap: int) -> None:
     raise_nofile()
     from aiohttp import web
 
-    from adapters import webchat_ws
+    from adapters.webchat import ws as webchat_ws
     from config.loader import load_settings
-    from gateway.app import GW, create_app
-    from gateway.replies import queue_reply
+    from gateway.app import create_app
+    from gateway.core.replies import queue_reply
+    from gateway.core.services import GW
 
     env = {"GATEWAY_DB": f"sqlite:///{db}", "GATEWAY_HTTP_PORT": str(port)}
     settings = load_settings(env, {"webchat": {"max_sockets_per_ip": cap}})

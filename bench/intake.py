@@ -30,12 +30,13 @@ from datetime import UTC, datetime
 import aiosqlite
 
 from config.loader import load_settings
-from gateway.app import GW, create_app, prepare_store
-from gateway.model import Contact, Inbound
-from gateway.repo import to_json
-from gateway.store import configure_connection
-from gateway.timeutil import iso, utcnow
-from gateway.tracking import format_tracking
+from gateway.app import create_app, prepare_store
+from gateway.core.model import Contact, Inbound
+from gateway.core.services import GW
+from gateway.core.timeutil import iso, utcnow
+from gateway.core.tracking import format_tracking
+from gateway.store.sqlite import configure_connection
+from gateway.store.tx import to_json
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 

@@ -33,10 +33,10 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
-from gateway.auth import token_digest
-from gateway.schema import CORE
-from gateway.store import _apply_migrations
-from gateway.tracking import format_tracking
+from gateway.core.auth import token_digest
+from gateway.core.tracking import format_tracking
+from gateway.store.schema import CORE
+from gateway.store.sqlite import _apply_migrations
 from gateway.workspace.sessions import MIGRATIONS as WORKSPACE
 
 TOKEN = "bench-token-" + "x" * 32

@@ -81,9 +81,10 @@ async def _serve_sink(conn: Any) -> None:
 async def _serve_gateway(conn: Any, db: str) -> None:
     from aiohttp import web
 
-    from adapters import email_smtp
+    from adapters.email import smtp as email_smtp
     from config.loader import load_settings
-    from gateway.app import GW, create_app
+    from gateway.app import create_app
+    from gateway.core.services import GW
 
     settings = load_settings({"GATEWAY_DB": f"sqlite:///{db}", "GATEWAY_SMTP_PORT": "0"})
     app = create_app(settings, adapters={"email": email_smtp.setup})

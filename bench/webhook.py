@@ -39,9 +39,9 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.repo import Tx
-from gateway.store import SqliteStore
-from gateway.timeutil import iso, utcnow
+from gateway.core.timeutil import iso, utcnow
+from gateway.store.sqlite import SqliteStore
+from gateway.store.tx import Tx
 from routing.phone import country_of_phone, normalize_phone
 
 PATH = "/webhooks/twilio/whatsapp"
@@ -301,9 +301,11 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 async def one_round(args: argparse.Namespace) -> dict[str, dict]:
     """Bare handler, the floors and the gateway, one after the other; each phase's results."""
-    from adapters import twilio_status, whatsapp_twilio
+    from adapters.twilio import status as twilio_status
+    from adapters.whatsapp import webhook as whatsapp_twilio
     from config.loader import load_settings
-    from gateway.app import GW, create_app
+    from gateway.app import create_app
+    from gateway.core.services import GW
 
     app = web.Application()
     app.router.add_post(PATH, bare)

@@ -11,63 +11,27 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from config.settings import Settings
-from gateway import api, reports, workspace
-from gateway.auth import User
-from gateway.bus import Bus
-from gateway.http import SLOW_WEBHOOK, error_middleware
-from gateway.intake import Intake
-from gateway.metrics import Metrics
-from gateway.outbox import Outbox
-from gateway.replies import ReplyGuard
-from gateway.scheduler import Scheduler
-from gateway.store import SqliteStore, Store, sqlite_path
-from gateway.texts import Texts
-from gateway.timeutil import Clock, parse_iso, utcnow
+from gateway import workspace
+from gateway.core.bus import Bus
+from gateway.core.intake import Intake
+from gateway.core.metrics import Metrics
+from gateway.core.outbox import Outbox
+from gateway.core.scheduler import Scheduler
+from gateway.core.services import GW, AdapterSetup, Gateway
+from gateway.core.texts import Texts
+from gateway.core.timeutil import Clock, parse_iso, utcnow
+from gateway.store.protocol import Store
+from gateway.store.sqlite import SqliteStore, sqlite_path
+from gateway.web import api, reports
+from gateway.web.http import SLOW_WEBHOOK, error_middleware
 
 log = logging.getLogger(__name__)
-AdapterSetup = Callable[["Gateway"], None]
-
-
-@dataclass
-class Gateway:
-    """The services one running gateway is made of; adapters receive this in `setup`."""
-
-    settings: Settings
-    store: Store
-    clock: Clock
-    texts: Texts
-    bus: Bus
-    metrics: Metrics
-    intake: Intake
-    outbox: Outbox
-    scheduler: Scheduler
-    app: web.Application
-    migrations: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
-    authenticators: list[Callable[[web.Request], Awaitable[User | None]]] = field(
-        default_factory=list
-    )
-    secret_key: str = ""
-    reply_guards: dict[str, ReplyGuard] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def add_migrations(self, component: str, migrations: list[tuple[int, str]]) -> None:
-        """Tables an adapter owns, applied after the core's at start."""
-        self.migrations.append((component, migrations))
-
-    def after_commit(self, notice: dict[str, Any]) -> None:
-        """Publish a committed change and wake the outbox (new rows may be due)."""
-        self.bus.publish(notice)
-        self.outbox.wake()
-
-
-GW = web.AppKey("gw", Gateway)
 
 
 def render_ack(settings: Settings, texts: Texts, payload: dict[str, Any]) -> str:

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 from config.loader import ConfigError, load_settings, masked
 from config.settings import Settings
-from gateway.errors import GatewayError
-from gateway.logs import configure
-from gateway.repo import Tx
-from gateway.timeutil import utcnow
+from gateway.core.errors import GatewayError
+from gateway.core.logs import configure
+from gateway.core.timeutil import utcnow
+from gateway.store.tx import Tx
 
 T = TypeVar("T")
 log = logging.getLogger("gateway")
@@ -98,7 +98,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _with_store(settings: Settings, fn: Callable[[Tx], T]) -> T:
     """Open the database with every migration (core and adapters), run `fn`, close."""
-    from gateway.app import GW, create_app
+    from gateway.app import create_app
+    from gateway.core.services import GW
 
     gw = create_app(settings)[GW]  # built only to collect the adapters' migrations
     await gw.store.open()
@@ -116,7 +117,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.app import GW, create_app, prepare_store
+    from gateway.app import create_app, prepare_store
+    from gateway.core.services import GW
 
     async def run() -> tuple[int, int]:
         gw = create_app(settings)[GW]
@@ -138,7 +140,7 @@ def _check_config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.auth import add_user
+    from gateway.core.auth import add_user
 
     password = None
     if args.password_stdin:
@@ -158,7 +160,7 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.auth import create_token
+    from gateway.core.auth import create_token
 
     print(asyncio.run(_with_store(settings, lambda tx: create_token(tx, args.name, utcnow()))))
     return 0

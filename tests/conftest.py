@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from config.loader import load_settings
 from config.settings import Settings
-from gateway.app import GW, Gateway, create_app
-from gateway.auth import add_user, create_token
+from gateway.app import create_app
+from gateway.core.auth import add_user, create_token
+from gateway.core.services import GW, Gateway
 
 # Monday 2026-11-30 15:00 UTC = 09:00 in Costa Rica (the default line): inside business hours.
 OPEN_TIME = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)

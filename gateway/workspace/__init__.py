@@ -1,8 +1,8 @@
 """The agent workspace: sessions, the live queue and incident pages, the life-cycle actions API.
 
 `setup(gw)` registers its routes, its migration (login throttling) and the session-cookie
-authenticator. It builds on the core (`gateway.api`, `gateway.incident`, `gateway.replies`) and
-never changes the core's tables' meaning.
+authenticator. It builds on the core (`gateway.web.api`, `gateway.core.incident`,
+`gateway.core.replies`) and never changes the core's tables' meaning.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gateway.workspace import api, forms, live, login, openapi, pages, sessions
 from gateway.workspace.web import STATIC
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.core.services import Gateway
 
 
 def setup(gw: Gateway) -> None:

@@ -1,8 +1,8 @@
 """Agent actions on one incident, as functions of a `Tx` run inside one write transaction.
 
 Each action: look the incident up through the caller's access (no access: 404, no oracle), apply
-the pure life-cycle transition from `gateway.incident`, write the new state, its audit events and
-recomputed SLA due times. No HTTP and no awaits here; the caller publishes after COMMIT.
+the pure life-cycle transition from `gateway.core.incident`, write the new state, its audit
+events and recomputed SLA due times. No HTTP and no awaits here; the caller publishes after COMMIT.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gateway import incident as life
-from gateway.api import visible_incident
-from gateway.auth import User
-from gateway.errors import Rejected
-from gateway.intake import IntakeContext, late_breaches, recompute_sla, state_fields, state_of
-from gateway.replies import ReplyGuard, queue_reply
-from gateway.repo import Row, Tx
-from gateway.timeutil import iso
+from gateway.core import incident as life
+from gateway.core.auth import User
+from gateway.core.errors import Rejected
+from gateway.core.intake import IntakeContext, late_breaches, recompute_sla, state_fields, state_of
+from gateway.core.replies import ReplyGuard, queue_reply
+from gateway.core.timeutil import iso
+from gateway.store.tx import Row, Tx
+from gateway.web.api import visible_incident
 
 ACTIONS = ("claim", "reply", "note", "severity", "escalate", "resolve", "close", "reopen")
 MAX_TEXT = 20_000

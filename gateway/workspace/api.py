@@ -11,18 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.api import can_see, current_user, gw_of
-from gateway.auth import User
-from gateway.errors import Forbidden, NotFound
-from gateway.http import read_json
-from gateway.repo import Tx
-from gateway.views import incident_json
+from gateway.core.auth import User
+from gateway.core.errors import Forbidden, NotFound
+from gateway.core.services import gw_of
+from gateway.store.tx import Tx
+from gateway.web.api import can_see, current_user
+from gateway.web.http import read_json
+from gateway.web.views import incident_json
 from gateway.workspace.actions import ACTIONS, ActionContext, Outcome, perform
 from gateway.workspace.sessions import check_csrf
 from gateway.workspace.web import same_origin
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.core.services import Gateway
 
 NO_BODY = ("claim", "close", "reopen")
 

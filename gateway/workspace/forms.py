@@ -11,9 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import can_see, gw_of
-from gateway.errors import Conflict, GatewayError, NotFound
-from gateway.http import status_of
+from gateway.core.errors import Conflict, GatewayError, NotFound
+from gateway.core.services import gw_of
+from gateway.web.api import can_see
+from gateway.web.http import status_of
 from gateway.workspace.actions import ACTIONS
 from gateway.workspace.api import run_action
 from gateway.workspace.pages import incident_page, page_user

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from gateway.api import current_user, gw_of
-from gateway.auth import User
-from gateway.bus import Notice
-from gateway.repo import Tx
+from gateway.core.auth import User
+from gateway.core.bus import Notice
+from gateway.core.services import gw_of
+from gateway.store.tx import Tx
+from gateway.web.api import current_user
 from gateway.workspace.sessions import check_csrf
 from gateway.workspace.web import same_origin
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
-from gateway.api import gw_of
+from gateway.core.services import gw_of
 from gateway.workspace import sessions
 from gateway.workspace.pages import page_context, page_user
 from gateway.workspace.web import render, same_origin

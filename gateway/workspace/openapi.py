@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.model import CHANNELS, STATUSES
+from gateway.core.model import CHANNELS, STATUSES
 
 J = dict[str, Any]
 ERRORS = {

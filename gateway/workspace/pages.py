@@ -12,13 +12,14 @@ from typing import Any
 import nh3
 from aiohttp import web
 
-from gateway.api import current_user, gw_of, queue_contact, queue_rows, visible_incident
-from gateway.auth import User
-from gateway.errors import NotFound
-from gateway.model import CHANNELS, OPEN_STATUSES
-from gateway.repo import Row, Tx
-from gateway.tracking import parse_tracking
-from gateway.views import incident_json, summary_json
+from gateway.core.auth import User
+from gateway.core.errors import NotFound
+from gateway.core.model import CHANNELS, OPEN_STATUSES
+from gateway.core.services import gw_of
+from gateway.core.tracking import parse_tracking
+from gateway.store.tx import Row, Tx
+from gateway.web.api import current_user, queue_contact, queue_rows, visible_incident
+from gateway.web.views import incident_json, summary_json
 from gateway.workspace.sessions import csrf_token, session_of
 from gateway.workspace.timeline import timeline
 from gateway.workspace.web import render, seconds_until

@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from gateway.api import USER_KEY, gw_of
-from gateway.auth import User, hash_password, user_by_id, user_by_name, verify_password
-from gateway.http import client_address
-from gateway.repo import Tx
-from gateway.timeutil import iso
+from gateway.core.auth import User, hash_password, user_by_id, user_by_name, verify_password
+from gateway.core.services import gw_of
+from gateway.core.timeutil import iso
+from gateway.store.tx import Tx
+from gateway.web.api import USER_KEY
+from gateway.web.http import client_address
 
 COOKIE = "cmw_agent"
 LOGIN_CSRF_COOKIE = "cmw_login_csrf"

@@ -1,6 +1,6 @@
 """One incident's conversation and system events merged in time order, with Spanish labels.
 
-Pure: takes the incident JSON (`gateway.views.incident_json`), returns display items. Customer
+Pure: takes the incident JSON (`gateway.web.views.incident_json`), returns display items. Customer
 text stays plain strings; the templates escape it.
 """
 

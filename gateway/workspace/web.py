@@ -15,10 +15,10 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from gateway.timeutil import parse_iso
+from gateway.core.timeutil import parse_iso
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "agent"
-STATIC = Path(__file__).resolve().parent.parent / "static" / "agent"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
 
 # 'self' only: no inline script or style, no remote images (mail trackers), no framing of the
 # workspace (clickjacking); frames only for sandboxed srcdoc HTML mail (which inherits this CSP).

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import GW, create_app
-from gateway.errors import TemporaryFailure
-from gateway.model import AttachmentIn, Contact, Inbound
-from gateway.store import SqliteStore
-from gateway.tracking import damm_digit, find_tracking, format_tracking, parse_tracking
+from gateway.app import create_app
+from gateway.core.errors import TemporaryFailure
+from gateway.core.model import AttachmentIn, Contact, Inbound
+from gateway.core.services import GW
+from gateway.core.tracking import damm_digit, find_tracking, format_tracking, parse_tracking
+from gateway.store.sqlite import SqliteStore
 from tests.conftest import CLOSED_TIME, OPEN_TIME, FakeClock
 
 
@@ -302,8 +303,8 @@ def test_schema_is_migrated_once(tmp_path: Path) -> None:
 async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock, monkeypatch):
     """Nothing is lost: the sender gets a temporary failure (it retries) and the input is kept
     in `receipts` for an operator; once fixed, replay registers it exactly once."""
-    from gateway import intake as intake_module
     from gateway.app import prepare_store
+    from gateway.core import intake as intake_module
 
     app = create_app(settings, clock=clock, adapters={})
     gw = app[GW]

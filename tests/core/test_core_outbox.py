@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 
 from config.settings import OutboxSettings
-from gateway.app import GW, create_app, prepare_store
-from gateway.model import Contact, Inbound, OutboundItem, SendError
-from gateway.outbox import retry_delay
-from gateway.timeutil import iso, parse_iso
+from gateway.app import create_app, prepare_store
+from gateway.core.model import Contact, Inbound, OutboundItem, SendError
+from gateway.core.outbox import retry_delay
+from gateway.core.services import GW
+from gateway.core.timeutil import iso, parse_iso
 from tests.conftest import OPEN_TIME, FakeClock
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config.loader import load_settings
-from gateway.texts import Texts, opening_text
+from gateway.core.texts import Texts, opening_text
 
 LINES = load_settings({}).routing.lines
 

@@ -1,0 +1,196 @@
+"""Body extraction of an inbound mail, done after the `250` (the raw message is already stored).
+
+Pure: raw bytes → `Body` (text, sanitised HTML, attachments, forwarded messages, DSN facts).
+Parses with `email.policy.default`; prefers text/plain, else HTML converted to text. Never
+raises: a message it cannot read comes back `degraded` with the best text it could recover.
+Callers bound its time (it runs in a worker thread under `email.parse_timeout`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+
+from adapters.email.html import html_to_text
+from adapters.email.parse import decode_bytes, decode_words, message_ids, plain_address
+from gateway.core.model import AttachmentIn
+
+MAX_PARTS = 500  # parts walked per message (deep nesting / part bombs, checklist E14)
+MAX_TEXT_CHARS = 200_000
+MAX_MULTIPARTS = 100  # more declared boundaries than this: not parsed at all (nesting bombs)
+BOUNDARY_DEFECTS = (
+    "StartBoundaryNotFoundDefect",
+    "CloseBoundaryNotFoundDefect",
+    "MultipartInvariantViolationDefect",
+    "NoBoundaryInMultipartDefect",
+)
+
+
+@dataclass
+class Body:
+    """What an agent reads of a message."""
+
+    text: str = ""
+    html: str | None = None
+    attachments: list[AttachmentIn] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # agent-facing remarks (Spanish)
+    degraded: bool = False
+    original_ids: list[str] = field(default_factory=list)  # DSN: Message-IDs reported on
+    failed_recipients: list[str] = field(default_factory=list)
+    diagnostic: str = ""
+
+
+def _text_of(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(part.get_payload() or "")
+    return decode_bytes(payload, part.get_content_charset())
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    return decode_words(name) or "adjunto"
+
+
+def _dsn_facts(part: Message, body: Body) -> None:
+    """RFC 3464: message/delivery-status fields, and the returned message's Message-ID."""
+    ctype = part.get_content_type()
+    if ctype == "message/delivery-status":
+        for block in part.get_payload() or []:
+            if not isinstance(block, Message):
+                continue
+            for key in ("Final-Recipient", "Original-Recipient"):
+                value = str(block.get(key, "")).partition(";")[2]
+                addr = plain_address(value)
+                if addr and addr not in body.failed_recipients:
+                    body.failed_recipients.append(addr)
+            status = str(block.get("Status", "")).strip()
+            diag = str(block.get("Diagnostic-Code", "")).partition(";")[2].strip()
+            if status or diag:
+                body.diagnostic = " ".join(f"{status} {diag}".split())[:500]
+    elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+        inner = part.get_payload(0) if part.is_multipart() else None
+        if isinstance(inner, Message):
+            ids = message_ids(inner.get("Message-ID"))
+        else:
+            ids = [
+                i
+                for line in _text_of(part).splitlines()
+                if line.lower().startswith("message-id:")
+                for i in message_ids(line)
+            ]
+        body.original_ids.extend(i for i in ids if i not in body.original_ids)
+
+
+def _walk(msg: Message, body: Body, max_bytes: int) -> tuple[str, str]:
+    plain: list[str] = []
+    htmls: list[str] = []
+    stack: list[tuple[Message, bool]] = [(msg, False)]
+    seen = 0
+    while stack:
+        part, forwarded = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS:
+            body.degraded = True
+            body.notes.append(f"Mensaje con más de {MAX_PARTS} partes: resto no procesado.")
+            break
+        ctype = part.get_content_type()
+        _dsn_facts(part, body)
+        if part.is_multipart():
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack.extend(
+                    (c, forwarded or ctype == "message/rfc822") for c in reversed(children)
+                )
+            continue
+        disposition = part.get_content_disposition()
+        if ctype in ("text/plain", "text/html") and disposition != "attachment":
+            (plain if ctype == "text/plain" else htmls).append(
+                ("\n---- Mensaje reenviado ----\n" if forwarded else "") + _text_of(part)
+            )
+            continue
+        if ctype.startswith("multipart/"):
+            continue  # a multipart whose boundary is missing: its text is recovered below
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        name = _filename(part)
+        if len(data) > max_bytes:
+            body.notes.append(f"Adjunto omitido: {name} ({len(data)} bytes) supera el límite.")
+            continue
+        body.attachments.append(
+            AttachmentIn(
+                filename=name[:200],
+                content_type=ctype,
+                size=len(data),
+                data=data,
+                inline=disposition == "inline" or bool(part.get("Content-ID")),
+            )
+        )
+    return "\n\n".join(p.strip() for p in plain if p.strip()), "\n".join(htmls)
+
+
+def fallback_text(raw: bytes) -> str:
+    head, _, rest = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+    return (rest or head).decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
+
+
+_BOUNDARY_LINE = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-]{1,70})\r?$", re.MULTILINE)
+
+
+def _reparse(msg: EmailMessage) -> EmailMessage:
+    """A multipart whose declared boundary never appears: retry with the one the body uses."""
+    payload = msg.get_payload()
+    found = (
+        _BOUNDARY_LINE.search(payload.encode("utf-8", "surrogateescape"))
+        if isinstance(payload, str)
+        else None
+    )
+    if found is None:
+        return msg
+    msg.set_boundary(found.group(1).decode("ascii"))
+    again = BytesParser(policy=policy.default).parsebytes(msg.as_bytes())
+    assert isinstance(again, EmailMessage)
+    return again if again.is_multipart() else msg
+
+
+def extract_body(raw: bytes, max_attachment_bytes: int) -> Body:
+    """The readable body, attachments and DSN facts of a raw message; never raises."""
+    body = Body()
+    if raw.lower().count(b"boundary=") > MAX_MULTIPARTS:
+        body.degraded = True
+        body.notes.append(f"Más de {MAX_MULTIPARTS} niveles o partes MIME: no se interpretó.")
+        body.text = fallback_text(raw)[:20_000]
+        body.text = (body.text.rstrip() + "\n\n" + f"[{body.notes[0]}]").strip()
+        return body
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
+        if any(type(d).__name__ in BOUNDARY_DEFECTS for d in msg.defects):
+            body.degraded = True  # flagged for an operator even when recovered
+            body.notes.append("Estructura MIME dañada: revisar el mensaje original.")
+            msg = _reparse(msg)
+        plain, htmls = _walk(msg, body, max_attachment_bytes)
+        if plain:
+            body.text = plain
+        if htmls.strip():
+            text, safe = html_to_text(htmls)
+            body.html = safe or None
+            body.text = body.text or text
+        if not body.text and msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+            body.text = fallback_text(raw)  # boundary never found: the whole body is text
+    except Exception as exc:  # RecursionError on deep nesting, bad encodings: keep the raw
+        body.degraded = True
+        body.notes.append(f"No se pudo interpretar el mensaje ({type(exc).__name__}).")
+        body.text = fallback_text(raw)
+    if body.degraded and not body.text.strip():
+        body.text = fallback_text(raw)
+    if body.notes:
+        body.text = (body.text.rstrip() + "\n\n" + "\n".join(f"[{n}]" for n in body.notes)).strip()
+    body.text = body.text.replace("\r\n", "\n").replace("\r", "\n")[:MAX_TEXT_CHARS]
+    return body

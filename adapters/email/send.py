@@ -1,0 +1,140 @@
+"""Outbound mail through `GATEWAY_SMTP_RELAY` (aiosmtplib): acknowledgements and agent replies.
+
+Builds real MIME from outbox rows: `[CMW-…]` in the Subject, In-Reply-To/References, our
+X-Loop, `Auto-Submitted: auto-replied` on acknowledgements (RFC 3834), and a Message-ID of
+ours, returned as the provider id so a customer's reply to it threads. Every customer-supplied
+header value is reduced to one clean line first: no header injection (checklist E15). Relay
+4xx / unreachable → retried; 5xx → permanent. Reads the incident; never writes the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, formataddr
+from typing import TYPE_CHECKING, Any
+
+import aiosmtplib
+
+from adapters.email.parse import clean_line, message_ids, plain_address
+from gateway.core.model import OutboundItem, SendError
+from gateway.core.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from gateway.core.services import Gateway
+
+log = logging.getLogger(__name__)
+SEND_TIMEOUT = 30.0
+# "Re: Fwd: [CMW-0000042-7] ..." → the customer's own words, so prefixes do not pile up.
+_PREFIX = re.compile(r"^\s*((re|fw|fwd|rv|aw|sv|tr)\s*:\s*|\[CMW-[0-9]{7,}-[0-9]\]\s*)+", re.I)
+
+
+def clean_subject(subject: str | None, tracking: str | None) -> str:
+    """The customer's subject as one safe line, without reply prefixes or our tracking tag."""
+    text = _PREFIX.sub("", clean_line(subject or ""))
+    if tracking:
+        text = text.replace(f"[{tracking}]", "").replace(tracking, "")
+    return clean_line(text)[:150]
+
+
+class EmailSender:
+    """The outbox sender of channel "email"."""
+
+    def __init__(self, gw: Gateway):
+        self.gw = gw
+        self.relay = gw.settings.smtp_relay
+        self.from_address = gw.settings.email.from_address
+        self.domain = self.from_address.partition("@")[2] or "localhost"
+
+    async def send(self, item: OutboundItem) -> str:
+        """Deliver one outbox row; returns the Message-ID we gave it."""
+        if item.kind not in ("ack", "reply"):
+            raise SendError(f"email cannot deliver rows of kind {item.kind!r}", permanent=True)
+        recipient = plain_address(item.recipient)
+        if recipient is None:
+            raise SendError("the recipient is not a plain email address", permanent=True)
+        incident = await self._incident(item.incident_id)
+        try:
+            msg = self.build(item, recipient, incident)
+        except (ValueError, TypeError) as exc:  # a header the email package refuses
+            reason = f"could not build the message: {type(exc).__name__}"
+            raise SendError(reason, permanent=True) from exc
+        await self._deliver(msg, recipient)
+        return str(msg["Message-ID"])
+
+    async def _incident(self, incident_id: int | None) -> dict[str, Any]:
+        if incident_id is None:
+            return {}
+        row = await self.gw.store.read(lambda tx: tx.incident(incident_id))
+        return row or {}
+
+    def build(self, item: OutboundItem, recipient: str, incident: dict[str, Any]) -> EmailMessage:
+        """The MIME message for an ack or a reply (pure apart from the clock)."""
+        p = item.payload
+        tracking = item.tracking or p.get("tracking") or incident.get("tracking") or ""
+        lang = incident.get("language") or p.get("language") or "es"
+        subject = clean_subject(p.get("subject") or incident.get("subject"), tracking)
+        name = clean_line(p.get("name") or "")[:100] or None
+        texts = self.gw.texts
+        if item.kind == "ack":
+            cfg = self.gw.settings.routing
+            line = cfg.lines.get(incident.get("country") or "", cfg.default_line)
+            opens_at = parse_iso(p.get("opens_at"))
+            ctx: dict[str, Any] = {"tracking": tracking, "name": name, "line": line}
+            ctx.update(after_hours=bool(p.get("after_hours")), subject=subject)
+            if opens_at is not None:
+                ctx["opens_at"] = opens_at
+            body = texts.render("email_ack", lang, **ctx)
+            title = texts.render("email_ack_subject", lang, tracking=tracking, subject=subject)
+        else:
+            author = clean_line(p.get("author") or "")[:100]
+            body = texts.render(
+                "email_reply", lang, text=p.get("text") or "", author=author, tracking=tracking
+            )
+            title = texts.render("email_reply_subject", lang, tracking=tracking, subject=subject)
+        msg = EmailMessage(policy=SMTP_POLICY)
+        msg["From"] = formataddr((texts.render("email_from_name", lang), self.from_address))
+        msg["To"] = formataddr((name, recipient)) if name else recipient
+        msg["Subject"] = clean_line(title)
+        msg["Date"] = format_datetime(self.gw.clock())
+        # Short enough never to be folded (some clients mis-thread folded ids); unique per row.
+        msg["Message-ID"] = f"<{tracking}.{item.id}.{secrets.token_hex(6)}@{self.domain}>"
+        in_reply_to = message_ids(p.get("in_reply_to"))
+        refs = [r for ref in p.get("references") or [] for r in message_ids(str(ref))][-20:]
+        if in_reply_to:
+            msg["In-Reply-To"] = in_reply_to[0]
+            refs = [*[r for r in refs if r != in_reply_to[0]], in_reply_to[0]]
+        if refs:
+            msg["References"] = " ".join(refs)  # folded by the policy (RFC 5322 §3.6.4)
+        msg["X-Loop"] = self.from_address  # recognised at intake: our own mail never loops
+        if item.kind == "ack":
+            msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+            msg["X-Auto-Response-Suppress"] = "All"  # keep Exchange out-of-office quiet
+        msg.set_content(body, charset="utf-8")
+        return msg
+
+    async def _deliver(self, msg: EmailMessage, recipient: str) -> None:
+        assert self.relay is not None
+        host, port = self.relay
+        try:
+            # Envelope sender is our mailbox (not <>), so DSNs come back and get linked.
+            await aiosmtplib.send(
+                msg,
+                hostname=host,
+                port=port,
+                sender=self.from_address,
+                recipients=[recipient],
+                timeout=SEND_TIMEOUT,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            permanent = bool(codes) and all(500 <= c < 600 for c in codes)
+            raise SendError(f"relay refused the recipient ({codes})", permanent=permanent) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.code < 600
+            raise SendError(f"relay answered {exc.code}", permanent=permanent) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise SendError(f"relay unreachable: {type(exc).__name__}") from exc

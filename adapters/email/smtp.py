@@ -1,0 +1,261 @@
+"""SMTP intake for soporte@: an aiosmtpd server on the gateway's own event loop.
+
+Refuses at RCPT anything but the configured mailboxes (no relaying, ever), bounds size, line
+length, recipients, idle time and command counts, and answers `250` to DATA only after the
+core committed the raw message — with the tracking number in the reply text. Decides from the
+headers only; the body is extracted after the commit (`extract`). Never touches SQL
+except through `bounce.link_bounce` inside a store transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from adapters.email.bounce import MIGRATIONS, link_bounce
+from adapters.email.extract import PENDING, BodyExtractor
+from adapters.email.parse import HeaderFacts, degraded_facts, read_headers
+from adapters.email.send import EmailSender
+from gateway.core.errors import TemporaryFailure
+from gateway.core.model import Contact, Inbound
+
+if TYPE_CHECKING:
+    from gateway.core.services import Gateway
+
+log = logging.getLogger(__name__)
+TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+# Per-connection budgets (aiosmtpd `command_call_limit`): a NOOP/RSET loop that dodges the idle
+# timeout gets 421 and is disconnected (checklist E8); MAIL/RCPT/DATA allow long sessions.
+CALL_LIMITS = {"NOOP": 20, "RSET": 200, "HELO": 5, "EHLO": 5, "VRFY": 5, "HELP": 5, "*": 20000}
+MAX_CONNECTIONS_PER_IP = 100  # idle sockets from one address beyond this get 421 (E8)
+QUIET_GAP = 0.05  # seconds without SMTP DATA before body extraction may use the CPU
+SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<\s*@", re.IGNORECASE)
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's protocol, with a per-address connection cap and no source routes."""
+
+    def __init__(self, handler: EmailHandler, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.gateway = handler
+        self.peer_ip: str | None = None
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) else None
+        counts = self.gateway.per_ip
+        if ip is not None and counts.get(ip, 0) >= self.gateway.max_per_ip:
+            # Checklist E8: aiosmtpd has no per-address cap; refuse before any state exists.
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 Too many connections from your address\r\n")
+            transport.close()
+            self.refused = True
+            return
+        if ip is not None:
+            counts[ip] = counts.get(ip, 0) + 1
+            self.peer_ip = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return  # refused in connection_made: aiosmtpd never set up its session
+        counts = self.gateway.per_ip
+        if self.peer_ip is not None:
+            counts[self.peer_ip] -= 1
+            if counts[self.peer_ip] <= 0:
+                del counts[self.peer_ip]
+            self.peer_ip = None
+        super().connection_lost(error)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # aiosmtpd drops the route and keeps `user@domain`; a route is a relay request: refuse.
+        if arg and SOURCE_ROUTE.match(arg) and self.envelope and self.envelope.mail_from:
+            await self.push("550 5.1.1 Source routes are not accepted here")
+            return
+        await super().smtp_RCPT(arg)
+
+
+class EmailHandler:
+    """aiosmtpd handler: RCPT policy, then one intake call per message."""
+
+    def __init__(self, gw: Gateway, extractor: BodyExtractor):
+        self.gw = gw
+        self.extractor = extractor
+        cfg = gw.settings.email
+        self.accepted = {a.lower() for a in cfg.addresses}
+        self.own = self.accepted | {cfg.from_address.lower()}
+        self.loop_id = cfg.from_address.lower()
+        self.hostname = cfg.from_address.partition("@")[2] or "localhost"
+        self.in_flight = 0
+        self.last_data = 0.0  # loop time the last DATA finished
+        extractor.quiet = self.quiet
+        self.protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.per_ip: dict[str, int] = {}
+        self.max_per_ip = MAX_CONNECTIONS_PER_IP
+
+    def protocol(self) -> SMTP:
+        """A protocol instance for one connection, with every limit set."""
+        cfg = self.gw.settings.email
+        proto = GatewaySMTP(
+            self,
+            data_size_limit=cfg.max_message_bytes,  # SIZE at MAIL FROM and DATA: 552
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.hostname,  # no getfqdn(): it can block on DNS
+            ident="CallMyWay ESMTP",
+            timeout=cfg.idle_timeout.total_seconds(),
+            command_call_limit=CALL_LIMITS,
+            loop=asyncio.get_running_loop(),
+        )
+        self.protocols.add(proto)
+        return proto
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Only the support mailboxes, compared whole and case-insensitively (RFC 5321 §2.4)."""
+        if len(envelope.rcpt_tos) >= self.gw.settings.email.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if address.lower() not in self.accepted:
+            return "550 5.1.1 Recipient not accepted here; this server does not relay"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Commit, then answer 250 with the tracking number; 451 if nothing could be saved."""
+        self.in_flight += 1
+        try:
+            raw = bytes(envelope.original_content or b"")
+            mail_from = str(envelope.mail_from or "")
+            facts = self._facts(raw, mail_from)
+            if facts.loop:
+                # RFC 5321 §6.3: refuse loops outright; the sending MTA reports it to its user.
+                log.warning("mail loop refused (%s): %s", facts.loop, facts.message_id)
+                return "554 5.4.6 Mail loop detected"
+            tracking = await self._linked_bounce(raw, facts) if facts.is_bounce else None
+            if tracking is None:
+                receipt = await self.gw.intake.accept(self._inbound(raw, facts, mail_from))
+                tracking = receipt.tracking
+                if not receipt.duplicate and receipt.message_id is not None:
+                    self.extractor.submit(receipt.message_id, raw)
+            return f"250 2.0.0 Accepted as {tracking}"
+        except TemporaryFailure as exc:
+            log.error("email intake not committed: %s", exc.message)
+            return TEMPFAIL
+        finally:
+            self.in_flight -= 1
+            self.last_data = asyncio.get_running_loop().time()
+
+    def quiet(self) -> bool:
+        """No DATA in flight and none for QUIET_GAP: a moment to extract bodies."""
+        idle = asyncio.get_running_loop().time() - self.last_data
+        return self.in_flight == 0 and idle >= QUIET_GAP
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any unexpected error is temporary for the sender, and its text stays in our log."""
+        log.error("SMTP session error", exc_info=error)
+        return TEMPFAIL
+
+    def _facts(self, raw: bytes, mail_from: str) -> HeaderFacts:
+        try:
+            return read_headers(
+                raw, mail_from=mail_from, own_addresses=self.own, loop_id=self.loop_id
+            )
+        except Exception:  # a reader bug must not lose the mail: store it raw, for an operator
+            log.exception("could not read the headers of a message; storing it raw")
+            return degraded_facts(raw, mail_from)
+
+    def _inbound(self, raw: bytes, facts: HeaderFacts, mail_from: str) -> Inbound:
+        cfg = self.gw.settings.email
+        return Inbound(
+            channel="email",
+            provider_id=facts.provider_id,
+            contact=Contact(name=facts.from_name, email=facts.from_address),
+            text="",  # filled in by the extractor right after the commit
+            received_at=self.gw.clock(),
+            subject=facts.subject or None,
+            tracking_hints=facts.tracking_hints,
+            references=facts.references,
+            message_ref=facts.message_id,
+            acknowledge=facts.acknowledge,
+            ack_window=cfg.ack_window,
+            language=facts.language,
+            author=facts.from_name or facts.from_address,
+            raw=raw,
+            flags=(*facts.flags, PENDING),
+            meta={"mail_from": mail_from},
+        )
+
+    async def _linked_bounce(self, raw: bytes, facts: HeaderFacts) -> str | None:
+        body = await self.extractor.parse(raw)  # DSNs are small; bounded by parse_timeout
+        refs = [*facts.references, *body.original_ids]
+        now = self.gw.clock()
+        tracking = await self.gw.store.transact(
+            lambda tx: link_bounce(
+                tx,
+                provider_id=facts.provider_id,
+                refs=refs,
+                recipients=body.failed_recipients,
+                diagnostic=body.diagnostic,
+                raw=raw,
+                now=now,
+            )
+        )
+        if tracking:
+            log.info("delivery report linked to %s", tracking)
+            self.gw.after_commit({"type": "incident", "event": "message", "tracking": tracking})
+        return tracking
+
+    async def drain(self, grace: float) -> None:
+        """Wait (up to `grace` seconds) for messages being committed, then close connections."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.in_flight and loop.time() < deadline:  # noqa: ASYNC110 - a counter, polled
+            await asyncio.sleep(0.05)
+        for proto in list(self.protocols):
+            if proto.transport is not None:
+                proto.transport.close()
+
+
+async def _smtp_ctx(gw: Gateway, handler: EmailHandler) -> AsyncIterator[None]:
+    await handler.extractor.start()
+    loop = asyncio.get_running_loop()
+    host, port = gw.settings.smtp_host, gw.settings.smtp_port
+    server = await loop.create_server(handler.protocol, host, port)
+    gw.extras["smtp_port"] = server.sockets[0].getsockname()[1]
+    log.info("SMTP listening on %s:%s", gw.settings.smtp_host, gw.extras["smtp_port"])
+    yield
+    server.close()  # stop accepting first (checklist D10), then let DATA in flight commit
+    await handler.drain(gw.settings.shutdown_timeout.total_seconds())
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), timeout=2)
+    await handler.extractor.stop()
+
+
+def setup(gw: Gateway) -> None:
+    """Register the SMTP listener, the body extractor, migrations and (with a relay) the sender."""
+    gw.add_migrations("email", MIGRATIONS)
+    # aiosmtpd logs every command line at INFO (peer addresses included): keep only problems.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    extractor = BodyExtractor(gw)
+    handler = EmailHandler(gw, extractor)
+    gw.extras["email_extractor"] = extractor
+    gw.extras["email_handler"] = handler
+    if gw.settings.smtp_relay is not None:
+        gw.outbox.register("email", EmailSender(gw).send, ack_text=False)
+
+    async def ctx(app: web.Application) -> AsyncIterator[Any]:
+        async for _ in _smtp_ctx(gw, handler):
+            yield
+
+    gw.app.cleanup_ctx.append(ctx)

@@ -1,0 +1,298 @@
+"""The web chat channel: GET /chat/ws (CONTRACT "WebSocket chat"); `setup` wires it all.
+
+Frames in → one `gw.intake.accept()` each; `ack`/`ticket` frames only after the commit, never
+before. A visitor is only its signed token (never an email or phone). Agent replies leave
+through `delivery`; pages and widget through `page`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from adapters.webchat.delivery import Delivery, email_guard
+from adapters.webchat.frames import FrameError, Hello, Message, Start, parse_frame
+from adapters.webchat.history import (
+    line_status,
+    message_frame,
+    replay_rows,
+    ticket_frame,
+    welcome_lines,
+)
+from adapters.webchat.hub import Bucket, Hub
+from adapters.webchat.page import ChatPages, allowed_origins, normalize_origin, ui_texts
+from adapters.webchat.token import issue_token, new_visitor_id, verify_token
+from gateway.core.errors import Rejected, TemporaryFailure
+from gateway.core.model import Contact, Inbound
+from gateway.core.timeutil import iso
+from gateway.store.tx import Row
+from gateway.web.http import client_address, error_response
+
+if TYPE_CHECKING:
+    from gateway.core.services import Gateway
+
+log = logging.getLogger(__name__)
+HUB = web.AppKey("webchat_hub", Hub)
+
+
+class Session:
+    """One socket's state; kept tiny because a gateway holds thousands of them."""
+
+    __slots__ = ("bucket", "contact", "country", "lang", "lang_explicit", "tracking", "visitor")
+
+    def __init__(self, bucket: Bucket):
+        self.bucket = bucket
+        self.visitor: str | None = None
+        self.lang = "es"
+        self.lang_explicit: str | None = None
+        self.tracking: str | None = None
+        self.country: str | None = None
+        self.contact: Contact | None = None
+
+
+def _dump(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+class WebChat:
+    """The chat socket handler of one gateway process."""
+
+    def __init__(self, gw: Gateway):
+        self.gw = gw
+        self.cfg = gw.settings.webchat
+        self.hub = Hub(self.cfg.messages_per_minute)
+        self.origins = allowed_origins(gw)
+        self.countries = frozenset(gw.settings.routing.lines)
+
+    # -- handshake and frame loop ---------------------------------------------------------
+    async def socket(self, request: web.Request) -> web.StreamResponse:
+        """GET /chat/ws: check Origin (checklist W1) and the per-IP cap, then run the session."""
+        origin = normalize_origin(request.headers.get("Origin", ""))
+        if origin is None or origin not in self.origins:
+            # Cross-site WebSocket hijacking: browsers always send Origin on WS handshakes.
+            return error_response(403, "this origin may not open the chat socket")
+        ws = web.WebSocketResponse(
+            heartbeat=self.cfg.heartbeat.total_seconds(), max_msg_size=self.cfg.max_frame_bytes
+        )
+        if not ws.can_prepare(request).ok:
+            return error_response(400, "GET /chat/ws expects a WebSocket upgrade")
+        ip = client_address(request, self.gw.settings.trusted_proxies)
+        if not self.hub.admit_ip(ip, self.cfg.max_sockets_per_ip):
+            return error_response(429, "too many chat sockets from this address")
+        session = Session(Bucket(self.cfg.messages_per_minute, time.monotonic()))
+        try:
+            await ws.prepare(request)
+            async for msg in ws:  # ends on close; a 1009 (too big) closes from inside aiohttp
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                if not session.bucket.take(time.monotonic()):
+                    await self._limit(ws, session)
+                    break
+                if msg.type == WSMsgType.BINARY:
+                    await self._error(ws, session, "bad_frame")
+                    continue
+                await self._frame(ws, session, msg.data)
+        except ConnectionError as exc:  # the peer went away while we wrote to it
+            log.info("chat socket closed while writing: %s", exc)
+        finally:
+            if session.visitor:
+                self.hub.leave(session.visitor, ws)
+            self.hub.release_ip(ip)
+        return ws
+
+    async def _limit(self, ws: web.WebSocketResponse, session: Session) -> None:
+        await self._error(ws, session, "rate_limited")
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"rate limit")
+
+    async def _error(
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        code: str,
+        field: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        texts = ui_texts(self.gw, session.lang)
+        message = texts.get(f"error_{code}", code)
+        if field:
+            message = f"{message}: {texts.get(field, field)}"
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if field:
+            frame["field"] = field
+        if client_id:
+            frame["client_id"] = client_id
+        await ws.send_str(_dump(frame))
+
+    async def _frame(self, ws: web.WebSocketResponse, session: Session, raw: str) -> None:
+        try:
+            frame = parse_frame(raw, self.countries)
+        except FrameError as exc:
+            await self._error(ws, session, exc.code, exc.field, _client_id_of(raw))
+            return
+        if isinstance(frame, Hello):
+            await self._hello(ws, session, frame)
+            return
+        if session.visitor is None:
+            await self._error(ws, session, "hello_first", client_id=frame.client_id)
+            return
+        if not self.hub.visitor_allows(session.visitor):
+            await self._limit(ws, session)
+            return
+        try:
+            if isinstance(frame, Start):
+                await self._start(ws, session, frame)
+            elif isinstance(frame, Message):
+                await self._message(ws, session, frame)
+        except ConnectionError:
+            raise
+        except Exception:  # a bug on one frame must not take the socket (or others) down
+            log.exception("chat frame failed (visitor %s…)", session.visitor[:6])
+            await self._error(ws, session, "unavailable", client_id=frame.client_id)
+
+    # -- hello: new or resumed visitor ----------------------------------------------------
+    async def _hello(self, ws: web.WebSocketResponse, session: Session, hello: Hello) -> None:
+        now = self.gw.clock()
+        visitor = session.visitor or verify_token(self.gw.secret_key, hello.token, now)
+        fresh = visitor is None
+        visitor = visitor or new_visitor_id()
+        if session.visitor is None:
+            # Join before reading: a reply committed after the read is then delivered live.
+            self.hub.join(visitor, ws)
+            session.visitor = visitor
+        if hello.lang:
+            session.lang = session.lang_explicit = hello.lang
+        rows: list[Row] = []
+        if not fresh:
+            try:
+                rows = await self.gw.store.read(lambda tx: replay_rows(tx, visitor))
+            except TemporaryFailure:
+                await self._error(ws, session, "unavailable")
+                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
+                return
+        latest = rows[-1] if rows else None
+        if latest is not None and latest["status"] != "closed":
+            session.tracking, session.country = latest["tracking"], latest["country"]
+            session.lang = session.lang_explicit or latest["language"] or session.lang
+        country = session.country or hello.country or self.gw.settings.routing.default_country
+        status = line_status(self.gw, country, session.lang, now)
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            **status,
+            "token": issue_token(self.gw.secret_key, visitor, now),
+            "resumed": not fresh,
+            "country": country,
+            "lines": welcome_lines(self.gw, session.lang, now),
+        }
+        if session.tracking:
+            welcome["tracking"] = session.tracking
+        await ws.send_str(_dump(welcome))
+        for row in rows:
+            await ws.send_str(_dump(message_frame(row)))
+        await ws.send_str(_dump({"type": "synced", "count": len(rows)}))
+
+    # -- start and message: commit, then acknowledge --------------------------------------
+    async def _accept(
+        self, ws: web.WebSocketResponse, session: Session, msg: Inbound, client_id: str | None
+    ) -> Any:
+        try:
+            return await self.gw.intake.accept(msg)
+        except TemporaryFailure:
+            # Nothing was committed: the client keeps the frame and resends the same client_id.
+            await self._error(ws, session, "not_saved", client_id=client_id)
+        except Rejected as exc:
+            await self._error(ws, session, "invalid", exc.field, client_id)
+        return None
+
+    def _inbound(self, session: Session, client_id: str | None, raw: str, **kw: Any) -> Inbound:
+        assert session.visitor is not None
+        cid = client_id or f"server-{secrets.token_urlsafe(12)}"
+        return Inbound(
+            channel="webchat",
+            provider_id=f"{session.visitor}:{cid}",
+            received_at=self.gw.clock(),
+            thread_by_contact=True,  # threading only by the signed visitor id (checklist W5)
+            acknowledge=False,  # the ticket/ack frames are the acknowledgement
+            language=session.lang_explicit,
+            raw=raw.encode(),
+            **kw,
+        )
+
+    async def _start(self, ws: web.WebSocketResponse, session: Session, start: Start) -> None:
+        contact = Contact(
+            name=start.name, email=start.email, phone=start.phone, visitor_id=session.visitor
+        )
+        msg = self._inbound(
+            session,
+            start.client_id,
+            json.dumps({"type": "start", "text": start.text}),
+            contact=contact,
+            text=start.text,
+            chosen_country=start.country,
+            severity=start.severity,
+            author=start.name,
+        )
+        receipt = await self._accept(ws, session, msg, start.client_id)
+        if receipt is None:
+            return
+        session.contact, session.country = contact, receipt.country
+        await self._committed(ws, session, receipt, start.client_id, start.text)
+
+    async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
+        if not session.tracking:
+            await self._error(ws, session, "no_conversation", client_id=frame.client_id)
+            return
+        contact = session.contact or Contact(visitor_id=session.visitor)
+        msg = self._inbound(
+            session,
+            frame.client_id,
+            json.dumps({"type": "message", "text": frame.text}),
+            contact=contact,
+            text=frame.text,
+            chosen_country=session.country,
+            # The conversation's number: threads into it even when resolved (the core checks
+            # that this visitor takes part in it); a closed one gets a follow-up incident.
+            tracking_hints=(session.tracking,),
+        )
+        receipt = await self._accept(ws, session, msg, frame.client_id)
+        if receipt is not None:
+            await self._committed(ws, session, receipt, frame.client_id, frame.text)
+
+    async def _committed(
+        self, ws: web.WebSocketResponse, session: Session, receipt: Any, cid: str | None, text: str
+    ) -> None:
+        assert session.visitor is not None
+        ack = {"type": "ack", "client_id": cid, "id": receipt.message_id}
+        await ws.send_str(_dump({**ack, "tracking": receipt.tracking}))
+        if receipt.tracking != session.tracking or receipt.created:
+            session.tracking = receipt.tracking
+            email = session.contact.email if session.contact else None
+            await ws.send_str(_dump(ticket_frame(self.gw, receipt, email)))
+        if not receipt.duplicate:  # the visitor's other tabs show it too
+            frame = {"type": "message", "from": "customer", "text": text}
+            frame.update(at=iso(self.gw.clock()), id=receipt.message_id, client_id=cid)
+            frame["tracking"] = receipt.tracking
+            await self.hub.send(session.visitor, _dump(frame), skip=ws)
+
+
+def _client_id_of(raw: str) -> str | None:
+    try:
+        value = json.loads(raw).get("client_id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def setup(gw: Gateway) -> None:
+    """Register the chat page, widget, socket and the `webchat` outbox sender."""
+    chat = WebChat(gw)
+    gw.app[HUB] = chat.hub
+    gw.extras["webchat"] = chat
+    ChatPages(gw).add_routes(gw.app)
+    gw.app.router.add_get("/chat/ws", chat.socket)
+    gw.outbox.register("webchat", Delivery(gw, chat.hub).send)
+    gw.reply_guards["webchat"] = email_guard

@@ -1,0 +1,504 @@
+"""The intake pipeline: the one core entry point every channel adapter calls.
+
+accept(inbound): dedupe on (channel, provider id) → thread into an existing incident (quoted
+message ids; a quoted tracking number only for a participant; the contact's open conversation)
+→ otherwise register a new incident routed by `routing/` → commit incident, message, event,
+receipt and outbox rows in one transaction → return the `Receipt` the adapter acknowledges with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from config.settings import Settings
+from gateway.core.bus import Bus
+from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
+from gateway.core.incident import IncidentState, customer_message, urgent_due
+from gateway.core.language import detect_language
+from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json
+from gateway.core.texts import Texts
+from gateway.core.timeutil import Clock, iso, parse_iso
+from gateway.store.protocol import Store
+from gateway.store.tx import Row, Tx, to_json
+from routing.assign import assign
+from routing.resolve import resolve_line
+from routing.sla import sla_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """What the database-thread part of the intake needs besides the transaction."""
+
+    settings: Settings
+    texts: Texts
+
+
+def state_of(row: Row) -> IncidentState:
+    """An incident row's life-cycle state."""
+    pauses = tuple((parse_iso(a), parse_iso(b)) for a, b in json.loads(row.get("pauses") or "[]"))
+    return IncidentState(
+        status=row["status"],
+        level=row["level"],
+        team=row["team"],
+        severity=row["severity"],
+        claimed_by=row["claimed_by"],
+        attended_at=parse_iso(row["attended_at"]),
+        resolved_at=parse_iso(row["resolved_at"]),
+        category=row["category"],
+        resolution=row["resolution"],
+        pauses=pauses,  # type: ignore[arg-type]
+    )
+
+
+def state_fields(state: IncidentState, row: Row) -> Row:
+    """Columns to write for a new state (urgent_due kept consistent with the SLA)."""
+    due = urgent_due(state, parse_iso(row["attention_due"]), parse_iso(row["solution_due"]))
+    return {
+        "status": state.status,
+        "level": state.level,
+        "team": state.team,
+        "severity": state.severity,
+        "claimed_by": state.claimed_by,
+        "attended_at": iso(state.attended_at),
+        "resolved_at": iso(state.resolved_at),
+        "category": state.category,
+        "resolution": state.resolution,
+        "pauses": to_json([[iso(a), iso(b)] for a, b in state.pauses]),
+        "urgent_due": iso(due),
+    }
+
+
+def sender_identity(msg: Inbound) -> str | None:
+    """The identity that threads this channel's messages: address, phone, chat or visitor."""
+    c = msg.contact
+    if msg.channel == "email":
+        return c.email.lower() if c.email else None
+    if msg.channel == "telegram":
+        return c.telegram_chat_id
+    if msg.channel == "webchat":
+        return c.visitor_id
+    return c.phone
+
+
+def _find_contact(tx: Tx, msg: Inbound, now: datetime) -> int:
+    c = msg.contact
+    fields = {
+        "name": c.name,
+        "email": c.email.lower() if c.email else None,
+        "phone": c.phone,
+        "telegram_chat_id": c.telegram_chat_id,
+        "visitor_id": c.visitor_id,
+    }
+    # The channel's own identity first: it is what the customer proved by writing from it.
+    order = {
+        "email": "email",
+        "telegram": "telegram_chat_id",
+        "webchat": "visitor_id",
+    }.get(msg.channel, "phone")
+    if fields.get(order):
+        row = tx.find_contact(order, fields[order])
+        if row:
+            tx.fill_contact(row, **{k: v for k, v in fields.items() if k != order})
+            return int(row["id"])
+    return tx.insert_contact(now, **fields)
+
+
+def _thread_target(tx: Tx, msg: Inbound, sender: str | None) -> tuple[Row | None, str]:
+    """The incident this message continues, and why."""
+    if msg.references:
+        row = tx.incident_by_message_refs(msg.references)
+        if row:
+            return row, "references a message of the incident"
+    for tracking in msg.tracking_hints:
+        row = tx.incident_by_tracking(tracking)
+        if row and sender and tx.is_participant(row["id"], sender):
+            return row, f"quotes {tracking} and the sender takes part in it"
+        if row:
+            log.info("tracking %s quoted by a non-participant: new incident", tracking)
+    if msg.thread_by_contact and sender:
+        row = tx.open_incident_by_conversation(f"{msg.channel}:{sender}")
+        if row:
+            return row, "open conversation of the same contact"
+    return None, ""
+
+
+def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Receipt:
+    """The whole intake inside one transaction (runs in the database thread)."""
+    previous = tx.receipt(msg.channel, msg.provider_id)
+    if previous is not None and previous["incident_id"] is not None:
+        incident = tx.incident(previous["incident_id"])
+        assert incident is not None
+        first = tx.one(
+            "SELECT min(id) AS id FROM messages WHERE incident_id = ? AND direction = 'in'",
+            (incident["id"],),
+        )
+        created = first is not None and first["id"] == previous["message_id"]
+        return _receipt(ctx, tx, incident, previous["message_id"], created=created, duplicate=True)
+    sender = sender_identity(msg)
+    target, why = _thread_target(tx, msg, sender)
+    contact_id = _find_contact(tx, msg, now)
+    follow_up_of = None
+    if target is not None and target["status"] == "closed":
+        follow_up_of, target = target["tracking"], None
+    created = target is None
+    if target is None:
+        target = _register(tx, msg, now, ctx, contact_id, sender)
+        if follow_up_of:
+            tx.insert_event(target["id"], now, "system", "follow_up_of", {"tracking": follow_up_of})
+    else:
+        tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
+        state = state_of(target)
+        new_state, events = customer_message(state, now)
+        if events:
+            fields = state_fields(new_state, target)
+            if new_state.pauses != state.pauses or new_state.status != state.status:
+                fields.update(recompute_sla(ctx, target, new_state, now))
+            fields["updated_at"] = iso(now)
+            tx.update_incident(target["id"], fields)
+            for event in events:
+                tx.insert_event(target["id"], event.at, event.actor, event.kind, event.detail)
+            target = tx.incident(target["id"]) or target
+    message_id = _store_message(tx, msg, now, target["id"], sender)
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=target["id"],
+        message_id=message_id,
+        raw=msg.raw,
+    )
+    receipt = _receipt(
+        ctx, tx, target, message_id, created=created, duplicate=False, name=msg.contact.name
+    )
+    if created and msg.acknowledge:
+        _queue_ack(tx, msg, now, target, receipt)
+    return receipt
+
+
+def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime) -> Row:
+    """Attention/solution due times for the incident's current severity and pauses."""
+    cfg = ctx.settings.routing
+    line = cfg.lines.get(row["country"], cfg.default_line)
+    due = sla_due(cfg, line, state.severity, parse_iso(row["registered_at"]), state.pauses, now)
+    fields: Row = {"attention_due": iso(due.attention_due), "solution_due": iso(due.solution_due)}
+    fields["urgent_due"] = iso(urgent_due(state, due.attention_due, due.solution_due))
+    return fields
+
+
+def late_breaches(row: Row, fields: Row) -> list[str]:
+    """SLA kinds an update makes breached: attended or resolved after its due time.
+
+    The breach watch only scans open incidents through their index; a due time missed by an
+    action between two of its passes is flagged here, in the action's own transaction.
+    """
+    merged = {**row, **fields}
+    kinds = []
+    for kind, done, due in (
+        ("attention", "attended_at", "attention_due"),
+        ("solution", "resolved_at", "solution_due"),
+    ):
+        if not row[f"{kind}_breached"] and merged[done] and merged[done] > merged[due]:
+            kinds.append(kind)
+    return kinds
+
+
+def _register(
+    tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext, contact_id: int, sender: str | None
+) -> Row:
+    cfg = ctx.settings.routing
+    decision = resolve_line(
+        cfg, phone=msg.contact.phone, called=msg.called, chosen_country=msg.chosen_country
+    )
+    a = assign(cfg, decision, now, msg.severity)
+    language = msg.language or detect_language(msg.text) or a.line.language
+    tracking = tx.next_tracking(now)
+    subject = (msg.subject or "").strip() or _first_line(msg.text)
+    now_iso = iso(now)
+    fields: Row = {
+        "tracking": tracking,
+        "channel": msg.channel,
+        "country": a.line.code,
+        "line": a.line.number,
+        "level": a.level,
+        "severity": a.severity,
+        "status": "new",
+        "after_hours": int(a.after_hours),
+        "opens_at": iso(a.opens_at),
+        "subject": subject[:200],
+        "description": msg.text,
+        "contact_id": contact_id,
+        "conversation_key": f"{msg.channel}:{sender}" if msg.thread_by_contact and sender else None,
+        "language": language,
+        "occurred_at": iso(msg.occurred_at or msg.received_at) or now_iso,
+        "registered_at": now_iso,
+        "registered_by": f"{msg.channel}:{sender or 'anonymous'}",
+        "attention_due": iso(a.sla.attention_due),
+        "solution_due": iso(a.sla.solution_due),
+        "urgent_due": iso(a.sla.attention_due),
+        "routing": to_json({"reasons": a.reasons, "resolved_country": a.country}),
+        "flags": to_json(sorted({*a.flags, *msg.flags})),
+        "updated_at": now_iso,
+    }
+    incident_id = tx.insert_incident(fields)
+    events: list[tuple[datetime, str, str, Row | None]] = [
+        (
+            now,
+            "system",
+            "registered",
+            {"channel": msg.channel, "tracking": tracking, "phase": "registro"},
+        ),
+        (
+            now,
+            "system",
+            "routed",
+            {
+                "level": a.level,
+                "line": a.line.code,
+                "reasons": list(a.reasons),
+                "flags": list(a.flags),
+            },
+        ),
+    ]
+    if a.after_hours:
+        events.append((now, "system", "after_hours", {"opens_at": iso(a.opens_at)}))
+    tx.insert_events(incident_id, events)
+    # The row as inserted (no re-read); columns left to their defaults are filled in here.
+    return {**_NEW_INCIDENT_DEFAULTS, **fields, "id": incident_id}
+
+
+_NEW_INCIDENT_DEFAULTS: Row = {
+    "team": None,
+    "claimed_by": None,
+    "attended_at": None,
+    "resolved_at": None,
+    "closed_at": None,
+    "attention_breached": 0,
+    "solution_breached": 0,
+    "pauses": "[]",
+    "category": None,
+    "resolution": None,
+}
+
+
+def _first_line(text: str) -> str:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""
+
+
+def _message_time(msg: Inbound, now: datetime) -> datetime:
+    """When the customer sent it (the timeline's order), if the channel's own time is
+    plausible; providers retry for hours, but a clock far off is not trusted."""
+    sent = msg.received_at
+    if sent is not None and now - timedelta(hours=24) <= sent <= now:
+        return sent
+    return now
+
+
+def _store_message(
+    tx: Tx, msg: Inbound, now: datetime, incident_id: int, sender: str | None
+) -> int:
+    message_id = tx.insert_message(
+        {
+            "incident_id": incident_id,
+            "direction": "in",
+            "channel": msg.channel,
+            "author": msg.author or msg.contact.name or sender or "cliente",
+            "sender": sender,
+            "body": msg.text,
+            "html": msg.meta.get("html"),
+            "at": iso(_message_time(msg, now)),
+            "external_ref": msg.message_ref,
+            "flags": to_json(list(msg.flags)),
+        }
+    )
+    tx.insert_attachments(message_id, msg.attachments)
+    return message_id
+
+
+def _receipt(
+    ctx: IntakeContext,
+    tx: Tx,
+    row: Row,
+    message_id: int | None,
+    *,
+    created: bool,
+    duplicate: bool,
+    name: str | None = None,
+) -> Receipt:
+    cfg = ctx.settings.routing
+    line = cfg.lines.get(row["country"], cfg.default_line)
+    after_hours = bool(row["after_hours"]) and created
+    opens_at = parse_iso(row["opens_at"]) if after_hours else None
+    if name is None:
+        name = (tx.contact(row["contact_id"]) or {}).get("name")
+    language, tracking = row["language"], row["tracking"]
+
+    def render() -> str:
+        return ctx.texts.render(
+            "ack" if created else "joined",
+            language,
+            tracking=tracking,
+            name=name,
+            line=line,
+            after_hours=after_hours,
+            opens_at=opens_at,
+        )
+
+    return Receipt(
+        tracking=row["tracking"],
+        incident_id=int(row["id"]),
+        message_id=message_id,
+        created=created,
+        duplicate=duplicate,
+        status=row["status"],
+        country=row["country"],
+        language=row["language"],
+        after_hours=after_hours,
+        opens_at=opens_at,
+        render_ack=render,
+    )
+
+
+def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) -> None:
+    recipient = sender_identity(msg)
+    if not recipient:
+        return
+    if msg.ack_window and tx.outbox_sent_since(msg.channel, "ack", recipient, now - msg.ack_window):
+        tx.insert_event(row["id"], now, "system", "ack_suppressed", {"reason": "rate limit"})
+        return
+    # No rendered text here: the outbox renders it at delivery for senders that want it
+    # (email builds its own MIME from its templates), keeping the intake's thread lean.
+    payload: dict[str, Any] = {
+        "tracking": receipt.tracking,
+        "country": receipt.country,
+        "language": receipt.language,
+        "after_hours": receipt.after_hours,
+        "opens_at": iso(receipt.opens_at),
+        "subject": row["subject"],
+        "in_reply_to": msg.message_ref,
+        "references": [*msg.references, *([msg.message_ref] if msg.message_ref else [])][-20:],
+        "name": msg.contact.name,
+    }
+    tx.insert_outbox(
+        channel=msg.channel,
+        kind="ack",
+        recipient=recipient,
+        at=now,
+        payload=payload,
+        incident_id=row["id"],
+    )
+
+
+def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
+    """Keep an inbound item whose processing failed, for an operator to see and replay."""
+    error = f"{type(exc).__name__}: {exc}"[:1000]
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=None,
+        message_id=None,
+        raw=inbound_to_json(msg).encode(),
+        state="shunted",
+        error=error,
+    )
+
+
+def shunted(tx: Tx) -> list[tuple[int, Inbound, str]]:
+    """Shunted items: (receipt id, the inbound item, the error)."""
+    rows = tx.all("SELECT id, raw, error FROM receipts WHERE state = 'shunted' ORDER BY id")
+    return [(r["id"], inbound_from_json(r["raw"].decode()), r["error"]) for r in rows]
+
+
+class Intake:
+    """The async face of the pipeline: one call per inbound item, answered after COMMIT."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        texts: Texts,
+        bus: Bus,
+        metrics: Any = None,
+    ):
+        self.ctx = IntakeContext(settings=settings, texts=texts)
+        self.store = store
+        self.clock = clock
+        self.bus = bus
+        self.metrics = metrics
+        self.on_commit: Callable[[], None] | None = None  # wakes the outbox: an ack is queued
+        self._turn_now: datetime | None = None
+
+    def _now(self) -> datetime:
+        """The clock, read once per event-loop turn.
+
+        Contacts that arrive in the same turn are registered at the same instant (within the
+        turn's microseconds, and they share one COMMIT anyway), so routing computes a line's
+        schedule and SLA due times once per burst instead of once per contact.
+        """
+        if self._turn_now is None:
+            self._turn_now = self.clock()
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return self._turn_now
+
+    def _end_turn(self) -> None:
+        self._turn_now = None
+
+    async def replay_shunted(self) -> tuple[int, int]:
+        """Process every shunted item again; returns (replayed, still failing)."""
+        items = await self.store.read(shunted)
+        done = failed = 0
+        for _, msg, _ in items:
+            try:
+                await self.accept(msg)
+                done += 1
+            except TemporaryFailure:
+                failed += 1
+        return done, failed
+
+    async def accept(self, msg: Inbound) -> Receipt:
+        """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
+        now = self._now()
+        if msg.received_at is None:
+            msg = replace(msg, received_at=now)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            receipt = await self.store.transact(lambda tx: apply_inbound(tx, msg, now, self.ctx))
+            outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
+        except GatewayError:
+            raise
+        except Exception as exc:  # a processing bug: keep the input for replay, sender retries
+            outcome = "shunted"
+            log.exception("intake %s %s failed; shunted for replay", msg.channel, msg.provider_id)
+            await self.store.transact(lambda tx, e=exc: shunt(tx, msg, now, e))
+            raise Shunted("the message could not be processed; it is kept") from exc
+        finally:
+            if self.metrics is not None:
+                self.metrics.intake(msg.channel, outcome, time.perf_counter() - started)
+        if not receipt.duplicate:
+            self.bus.publish(
+                {
+                    "type": "incident",
+                    "event": "created" if receipt.created else "message",
+                    "tracking": receipt.tracking,
+                    "channel": msg.channel,
+                }
+            )
+            # Only a new incident's acknowledgement is queued in the outbox by the intake: waking
+            # the outbox for anything else would cost it a read per commit for nothing.
+            if self.on_commit is not None and receipt.created and msg.acknowledge:
+                self.on_commit()
+        return receipt

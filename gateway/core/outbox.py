@@ -1,0 +1,253 @@
+"""The outbox worker: delivers queued rows through per-channel senders registered by adapters.
+
+Rows are leased (status 'sending' with a lease) before sending, so a crashed worker's rows are
+taken again after the lease; delivery is at-least-once. Failures retry with capped exponential
+backoff and full jitter; permanent failures or too many attempts dead-letter the row with its
+reason, visible on the incident. One failing row never stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from config.settings import OutboxSettings
+from gateway.core.bus import Bus
+from gateway.core.model import OutboundItem, SendError
+from gateway.core.timeutil import Clock, iso, parse_iso
+from gateway.store.protocol import Store
+from gateway.store.tx import Row, Tx
+
+log = logging.getLogger(__name__)
+Sender = Callable[[OutboundItem], Awaitable[str | None]]
+LEASE = timedelta(minutes=2)
+POLL = 1.0
+
+
+def retry_delay(attempts: int, settings: OutboxSettings, rnd: random.Random) -> timedelta:
+    """Capped exponential backoff with jitter: half to all of the capped delay."""
+    ceiling = min(settings.max_delay, settings.base_delay * (2 ** max(attempts - 1, 0)))
+    return ceiling * (0.5 + rnd.random() / 2)
+
+
+def _item(row: Row, tracking: str | None) -> OutboundItem:
+    return OutboundItem(
+        id=row["id"],
+        channel=row["channel"],
+        kind=row["kind"],
+        recipient=row["recipient"],
+        incident_id=row["incident_id"],
+        tracking=tracking,
+        message_id=row["message_id"],
+        payload=json.loads(row["payload"] or "{}"),
+        attempts=row["attempts"],
+    )
+
+
+def _claim(tx: Tx, now: datetime, channels: list[str], limit: int) -> list[OutboundItem]:
+    items = []
+    for row in tx.claim_outbox(now, now + LEASE, channels, limit):
+        inc = tx.incident(row["incident_id"]) if row["incident_id"] else None
+        items.append(_item(row, inc["tracking"] if inc else None))
+    return items
+
+
+def _record(
+    tx: Tx,
+    item: OutboundItem,
+    now: datetime,
+    *,
+    provider_id: str | None,
+    error: SendError | None,
+    next_at: datetime | None,
+) -> None:
+    attempts = item.attempts + 1
+    tx.outbox_attempt(item.id, now, error is None, error.reason if error else None)
+    if error is None:
+        tx.execute(
+            "UPDATE outbox SET status = 'sent', attempts = ?, sent_at = ?, provider_id = ?,"
+            " lease_until = NULL, last_error = NULL WHERE id = ?",
+            (attempts, iso(now), provider_id, item.id),
+        )
+        if item.message_id:
+            tx.execute(
+                "UPDATE messages SET delivery_status = 'sent',"
+                " external_ref = coalesce(external_ref, ?) WHERE id = ?",
+                (provider_id, item.message_id),
+            )
+        return
+    if next_at is not None:
+        tx.execute(
+            "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?,"
+            " lease_until = NULL, last_error = ? WHERE id = ?",
+            (attempts, iso(next_at), error.reason, item.id),
+        )
+        return
+    tx.execute(
+        "UPDATE outbox SET status = 'dead', attempts = ?, lease_until = NULL, last_error = ?"
+        " WHERE id = ?",
+        (attempts, error.reason, item.id),
+    )
+    if item.message_id:
+        tx.execute(
+            "UPDATE messages SET delivery_status = 'failed', delivery_error = ? WHERE id = ?",
+            (error.reason, item.message_id),
+        )
+    if item.incident_id:
+        tx.insert_event(
+            item.incident_id,
+            now,
+            "system",
+            "delivery_failed",
+            {
+                "channel": item.channel,
+                "kind": item.kind,
+                "reason": error.reason,
+                "attempts": attempts,
+            },
+        )
+
+
+class Outbox:
+    """Runs registered senders over due outbox rows until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: OutboxSettings,
+        bus: Bus | None = None,
+        metrics: Any = None,
+        seed: int | None = None,
+    ):
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.metrics = metrics
+        self.senders: dict[str, Sender] = {}
+        self._ack_text: set[str] = set()  # channels whose sender reads payload["text"] of acks
+        self.render_ack: Callable[[dict[str, Any]], str] | None = None
+        self._wake = asyncio.Event()
+        self._rnd = random.Random(seed)
+        self._bus = bus
+
+    def register(self, channel: str, sender: Sender, *, ack_text: bool = True) -> None:
+        """Deliver rows of `channel` with `sender`; rows of channels without one wait.
+
+        With `ack_text`, acknowledgements reach the sender with payload["text"] rendered from
+        the customer templates; a sender that builds its own message (email) opts out.
+        """
+        self.senders[channel] = sender
+        if ack_text:
+            self._ack_text.add(channel)
+        else:
+            self._ack_text.discard(channel)
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for due rows now (called after intake or an agent reply commits)."""
+        self._wake.set()
+
+    async def drain_once(self, limit: int = 50) -> int:
+        """Send every row due now; returns how many were attempted."""
+        channels = sorted(self.senders)
+        if not channels:
+            return 0
+        now = self.clock()
+        # A read first: claiming is a write transaction (an fsync), wasted when nothing is due.
+        due = await self.store.read(lambda tx: tx.next_outbox_due(channels))
+        nothing_due = due is None or due > iso(now)
+        if nothing_due and not await self._leases_expired(now, channels):
+            return 0
+        items = await self.store.transact(lambda tx: _claim(tx, now, channels, limit))
+        if items:
+            await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:
+        """Whether rows leased by a worker that died are due again."""
+        marks = ", ".join("?" * len(channels))
+        row = await self.store.read(
+            lambda tx: tx.one(
+                "SELECT 1 FROM outbox WHERE status = 'sending' AND lease_until < ?"
+                f" AND channel IN ({marks}) LIMIT 1",
+                (iso(now), *channels),
+            )
+        )
+        return row is not None
+
+    async def _deliver(self, item: OutboundItem) -> None:
+        sender = self.senders[item.channel]
+        provider_id: str | None = None
+        error: SendError | None = None
+        try:
+            wants_text = item.kind == "ack" and item.channel in self._ack_text
+            if wants_text and "text" not in item.payload and self.render_ack is not None:
+                item.payload["text"] = self.render_ack(item.payload)
+            provider_id = await sender(item)
+        except SendError as exc:
+            error = exc
+        except Exception as exc:  # a sender bug is one row's failure, not the worker's
+            log.exception("sender %s failed on outbox row %s", item.channel, item.id)
+            error = SendError(f"{type(exc).__name__}: {exc}"[:500])
+        now = self.clock()
+        next_at = None
+        if (
+            error is not None
+            and not error.permanent
+            and item.attempts + 1 < self.settings.max_attempts
+        ):
+            delay = retry_delay(item.attempts + 1, self.settings, self._rnd)
+            if error.retry_after is not None:
+                delay = max(delay, timedelta(seconds=error.retry_after))
+            next_at = now + delay
+        if error is not None:
+            level = logging.WARNING if next_at else logging.ERROR
+            log.log(
+                level,
+                "outbox %s %s row %s (%s): %s",
+                item.channel,
+                item.kind,
+                item.id,
+                item.tracking,
+                error.reason,
+            )
+        if self.metrics is not None:
+            result = "sent" if error is None else ("retry" if next_at else "dead")
+            self.metrics.outbox_result(item.channel, result)
+        try:
+            await self.store.transact(
+                lambda tx: _record(
+                    tx, item, now, provider_id=provider_id, error=error, next_at=next_at
+                )
+            )
+        except Exception:
+            log.exception("could not record outbox row %s; its lease will expire", item.id)
+        if self._bus is not None and item.incident_id:
+            self._bus.publish({"type": "delivery", "tracking": item.tracking, "id": item.id})
+
+    async def run(self) -> None:
+        """Loop forever: drain due rows, then sleep until woken or the next row is due."""
+        while True:
+            try:
+                sent = await self.drain_once()
+            except Exception:
+                log.exception("outbox pass failed")
+                sent = 0
+            if sent:
+                continue
+            timeout = POLL
+            with contextlib.suppress(Exception):
+                channels = sorted(self.senders)
+                due = parse_iso(await self.store.read(lambda tx, c=channels: tx.next_outbox_due(c)))
+                if due is not None:
+                    timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.01))

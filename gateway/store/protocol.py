@@ -1,0 +1,28 @@
+"""The `Store` protocol: what the core needs from a database, whichever implements it.
+
+A store runs plain synchronous functions of a `Tx` inside a transaction (`transact` for
+writes, `read` for a consistent snapshot) and answers only after COMMIT; it raises
+`TemporaryFailure` when the database cannot take the work now, so the caller's sender retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
+
+from gateway.store.tx import Tx
+
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    """What the core needs from a database."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(
+        self, components: Iterable[tuple[str, list[tuple[int, str]]]] = ()
+    ) -> None: ...
+    async def transact(self, fn: Callable[[Tx], T]) -> T: ...
+    async def read(self, fn: Callable[[Tx], T]) -> T: ...
+    async def ping(self) -> bool: ...

@@ -1,0 +1,457 @@
+"""SQL of the core, as plain synchronous methods over one sqlite3 connection (`Tx`).
+
+`Tx` runs inside the store's database thread, within a transaction the store opened: it never
+commits, never awaits and holds no decision logic — the intake and the life cycle decide, this
+module only reads and writes rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from gateway.core.timeutil import iso
+from gateway.core.tracking import format_tracking
+
+Row = dict[str, Any]
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a TEXT column (orjson: several times faster than json on the hot path)."""
+    return orjson.dumps(value, default=str).decode()
+
+
+OPEN_SQL = "status IN ('new', 'in_progress', 'waiting_customer')"
+_INSERT_SQL: dict[tuple[str, ...], str] = {}
+
+
+class Tx:
+    """Row-level reads and writes; every method is one or a few statements."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self._serial: int | None = None  # last tracking serial handed out in this transaction
+        self._serial_at: str | None = None
+        self._reads: sqlite3.Cursor | None = None  # one cursor for every read of the transaction
+
+    def flush(self) -> None:
+        """Write what this transaction kept in memory; the store calls it before COMMIT."""
+        if self._serial is not None and self._serial_at is not None:
+            # AUTOINCREMENT keeps sqlite_sequence at the highest id ever inserted: one row per
+            # transaction reserves every serial it handed out, so none is given out twice.
+            self.conn.execute(
+                "INSERT INTO tracking_serial (id, at) VALUES (?, ?)",
+                (self._serial, self._serial_at),
+            )
+            self._serial_at = None
+
+    def close(self) -> None:
+        """Let go of the read cursor: a statement left unfinished on a reader connection would
+        hold its WAL snapshot (and keep checkpoints from completing) until then."""
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
+    # generic --------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        return self.conn.execute("SELECT 1").fetchone()[0] == 1
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        # Plain tuples zipped with the column names: sqlite3.Row looks every name up by a
+        # case-insensitive scan of the columns, several times slower on wide incident rows.
+        # The cursor is made once per transaction (a new one per read cost as much as a
+        # small SELECT); `one` and `all` are done with its rows before they return.
+        cur = self._reads
+        if cur is None:
+            cur = self._reads = self.conn.cursor()
+            cur.row_factory = None
+        return cur.execute(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = self._cursor(sql, params)
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = self._cursor(sql, params)
+        rows = cur.fetchall()
+        if not rows:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    raw = all  # hot read paths (the queue) use the same fast dict rows
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns lastrowid for INSERT, else rowcount."""
+        cur = self.conn.execute(sql, params)
+        return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self.conn.execute(sql, params).lastrowid  # type: ignore[return-value]
+
+    def _insert_row(self, table: str, fields: Row) -> int:
+        """INSERT a dict of columns; the statement text is built once per column set."""
+        key = (table, *fields)
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            cols = ", ".join(fields)
+            sql = _INSERT_SQL[key] = (
+                f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(fields))})"
+            )
+        return self._insert(sql, tuple(fields.values()))
+
+    def meta_get(self, key: str) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    def meta_set_default(self, key: str, value: str) -> str:
+        """Store `value` unless the key exists; return what is stored."""
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return self.meta_get(key) or value
+
+    # receipts --------------------------------------------------------------------------------
+    def receipt(self, channel: str, provider_id: str) -> Row | None:
+        return self.one(
+            "SELECT * FROM receipts WHERE channel = ? AND provider_id = ?", (channel, provider_id)
+        )
+
+    def insert_receipt(
+        self,
+        channel: str,
+        provider_id: str,
+        at: datetime,
+        *,
+        incident_id: int | None,
+        message_id: int | None,
+        raw: bytes | None = None,
+        state: str = "done",
+        error: str | None = None,
+    ) -> int:
+        # A shunted receipt (processing failed earlier) is completed in place on replay.
+        return self._insert(
+            "INSERT INTO receipts (channel, provider_id, received_at, incident_id, message_id,"
+            " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, provider_id) DO UPDATE SET incident_id = excluded.incident_id,"
+            " message_id = excluded.message_id, state = excluded.state, error = excluded.error,"
+            " raw = coalesce(excluded.raw, receipts.raw)",
+            (channel, provider_id, iso(at), incident_id, message_id, raw, state, error),
+        )
+
+    # contacts and tracking -------------------------------------------------------------------
+    def next_tracking(self, at: datetime) -> str:
+        """The next tracking number, never handed out before (reserved by `flush`)."""
+        if self._serial is None:
+            row = self.conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'tracking_serial'"
+            ).fetchone()
+            self._serial = int(row[0]) if row else 0
+        self._serial += 1
+        self._serial_at = iso(at)
+        return format_tracking(self._serial)
+
+    def find_contact(self, field: str, value: str) -> Row | None:
+        assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
+        return self.one(f"SELECT * FROM contacts WHERE {field} = ? ORDER BY id LIMIT 1", (value,))
+
+    def insert_contact(self, at: datetime, **fields: Any) -> int:
+        get = fields.get
+        return self._insert(
+            "INSERT INTO contacts (name, email, phone, telegram_chat_id, visitor_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                get("name"),
+                get("email"),
+                get("phone"),
+                get("telegram_chat_id"),
+                get("visitor_id"),
+                iso(at),
+            ),
+        )
+
+    def fill_contact(self, contact: Row, **fields: Any) -> None:
+        """Set fields that are still empty (never overwrite what a customer said before)."""
+        missing = {k: v for k, v in fields.items() if v and not contact.get(k)}
+        if missing:
+            sets = ", ".join(f"{col} = ?" for col in missing)
+            self.conn.execute(
+                f"UPDATE contacts SET {sets} WHERE id = ?", (*missing.values(), contact["id"])
+            )
+
+    def contact(self, contact_id: int) -> Row | None:
+        return self.one("SELECT * FROM contacts WHERE id = ?", (contact_id,))
+
+    # incidents -------------------------------------------------------------------------------
+    def incident(self, incident_id: int) -> Row | None:
+        return self.one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    def incident_by_tracking(self, tracking: str) -> Row | None:
+        return self.one("SELECT * FROM incidents WHERE tracking = ?", (tracking,))
+
+    def open_incident_by_conversation(self, key: str) -> Row | None:
+        return self.one(
+            f"SELECT * FROM incidents WHERE conversation_key = ? AND {OPEN_SQL}"
+            " ORDER BY id DESC LIMIT 1",
+            (key,),
+        )
+
+    def incident_by_message_refs(self, refs: Iterable[str]) -> Row | None:
+        refs = [r for r in refs if r][:50]
+        if not refs:
+            return None
+        marks = ", ".join("?" * len(refs))
+        row = self.one(
+            "SELECT i.* FROM messages m JOIN incidents i ON i.id = m.incident_id"
+            f" WHERE m.external_ref IN ({marks}) ORDER BY m.id DESC LIMIT 1",
+            refs,
+        )
+        if row is not None:
+            return row
+        # Acknowledgements have no message row: their provider id (our Message-ID) is only in
+        # the outbox. Indexed by the email adapter's migration `outbox_provider`.
+        return self.one(
+            "SELECT i.* FROM outbox o JOIN incidents i ON i.id = o.incident_id"
+            f" WHERE o.provider_id IN ({marks}) ORDER BY o.id DESC LIMIT 1",
+            refs,
+        )
+
+    def incidents_of_contact(self, field: str, value: str, *, open_only: bool = False) -> list[Row]:
+        """A customer's incidents by a contact field (their chat, phone...), oldest first."""
+        assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
+        condition = f" AND i.{OPEN_SQL}" if open_only else ""
+        return self.all(
+            "SELECT i.* FROM incidents i JOIN contacts c ON c.id = i.contact_id"
+            f" WHERE c.{field} = ?{condition} ORDER BY i.id",
+            (value,),
+        )
+
+    def is_participant(self, incident_id: int, sender: str) -> bool:
+        """The sender is the incident's contact or has written to it before."""
+        sender = sender.lower()
+        row = self.one(
+            "SELECT 1 FROM incidents i JOIN contacts c ON c.id = i.contact_id WHERE i.id = ?"
+            " AND (lower(c.email) = ? OR c.phone = ? OR c.telegram_chat_id = ?"
+            " OR c.visitor_id = ?)",
+            (incident_id, sender, sender, sender, sender),
+        ) or self.one(
+            "SELECT 1 FROM messages WHERE incident_id = ? AND direction = 'in'"
+            " AND lower(sender) = ? LIMIT 1",
+            (incident_id, sender),
+        )
+        return row is not None
+
+    def insert_incident(self, fields: Row) -> int:
+        return self._insert_row("incidents", fields)
+
+    def update_incident(self, incident_id: int, fields: Row) -> None:
+        if not fields:
+            return
+        sets = ", ".join(f"{c} = ?" for c in fields)
+        self.conn.execute(
+            f"UPDATE incidents SET {sets} WHERE id = ?", [*fields.values(), incident_id]
+        )
+
+    # messages, attachments, events -----------------------------------------------------------
+    def insert_message(self, fields: Row) -> int:
+        return self._insert_row("messages", fields)
+
+    def insert_attachment(
+        self,
+        message_id: int,
+        *,
+        filename: str,
+        content_type: str,
+        size: int,
+        data: bytes | None,
+        url: str | None = None,
+        inline: bool = False,
+        state: str = "stored",
+    ) -> int:
+        # 128-bit random token: attachment URLs grant nothing guessable (checklist A1).
+        return self._insert(
+            "INSERT INTO attachments (message_id, token, filename, content_type, size, inline,"
+            " url, state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                secrets.token_urlsafe(16),
+                filename,
+                content_type,
+                size,
+                int(inline),
+                url,
+                state,
+                data,
+            ),
+        )
+
+    def insert_attachments(self, message_id: int, attachments: Iterable[Any]) -> None:
+        """Store a message's files (`AttachmentIn`); without bytes yet, 'pending'."""
+        for att in attachments:
+            self.insert_attachment(
+                message_id,
+                filename=att.filename,
+                content_type=att.content_type,
+                size=att.size,
+                data=att.data,
+                url=getattr(att, "url", None),
+                inline=att.inline,
+                state="stored" if att.data is not None else "pending",
+            )
+
+    def pending_attachments(self, channel: str, provider_id: str) -> list[Row]:
+        """Files of one inbound item (by its receipt) still waiting for their bytes."""
+        return self.all(
+            "SELECT a.id, a.url, a.filename, m.incident_id, i.tracking FROM receipts r"
+            " JOIN messages m ON m.id = r.message_id JOIN incidents i ON i.id = m.incident_id"
+            " JOIN attachments a ON a.message_id = m.id"
+            " WHERE r.channel = ? AND r.provider_id = ? AND a.state = 'pending' ORDER BY a.id",
+            (channel, provider_id),
+        )
+
+    def settle_attachment(
+        self,
+        pending: Row,
+        at: datetime,
+        *,
+        channel: str,
+        data: bytes | None,
+        content_type: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Store a fetched file's bytes, or mark it failed with an event agents see (once)."""
+        if data is not None:
+            self.conn.execute(
+                "UPDATE attachments SET data = ?, size = ?,"
+                " content_type = coalesce(?, content_type), state = 'stored'"
+                " WHERE id = ? AND state = 'pending'",
+                (data, len(data), content_type, pending["id"]),
+            )
+            return
+        changed = self.conn.execute(
+            "UPDATE attachments SET state = 'failed' WHERE id = ? AND state = 'pending'",
+            (pending["id"],),
+        ).rowcount
+        if changed:
+            detail = {"channel": channel, "filename": pending["filename"], "reason": reason}
+            self.insert_event(pending["incident_id"], at, "system", "attachment_failed", detail)
+
+    def insert_event(
+        self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
+    ) -> int:
+        return self._insert(
+            "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, iso(at), actor, kind, to_json(detail or {})),
+        )
+
+    def insert_events(
+        self, incident_id: int, events: Sequence[tuple[datetime, str, str, Row | None]]
+    ) -> None:
+        """Several audit entries of one incident in one statement."""
+        self.conn.executemany(
+            "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            [
+                (incident_id, iso(at), actor, kind, to_json(detail or {}))
+                for at, actor, kind, detail in events
+            ],
+        )
+
+    def messages(self, incident_id: int) -> list[Row]:
+        return self.all(
+            "SELECT * FROM messages WHERE incident_id = ? ORDER BY at, id", (incident_id,)
+        )
+
+    def attachments_of(self, message_ids: Sequence[int]) -> list[Row]:
+        if not message_ids:
+            return []
+        marks = ", ".join("?" * len(message_ids))
+        return self.all(
+            "SELECT id, message_id, token, filename, content_type, size, inline, state"
+            f" FROM attachments WHERE message_id IN ({marks}) ORDER BY id",
+            list(message_ids),
+        )
+
+    def events(self, incident_id: int) -> list[Row]:
+        return self.all("SELECT * FROM events WHERE incident_id = ? ORDER BY id", (incident_id,))
+
+    # outbox ----------------------------------------------------------------------------------
+    def insert_outbox(
+        self,
+        *,
+        channel: str,
+        kind: str,
+        recipient: str,
+        at: datetime,
+        payload: Row,
+        incident_id: int | None = None,
+        message_id: int | None = None,
+        status: str = "pending",
+    ) -> int:
+        at_iso = iso(at)
+        return self._insert(
+            "INSERT INTO outbox (channel, kind, recipient, incident_id, message_id, payload,"
+            " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel,
+                kind,
+                recipient,
+                incident_id,
+                message_id,
+                to_json(payload),
+                status,
+                at_iso,
+                at_iso,
+            ),
+        )
+
+    def outbox_sent_since(self, channel: str, kind: str, recipient: str, since: datetime) -> bool:
+        return (
+            self.one(
+                "SELECT 1 FROM outbox WHERE channel = ? AND kind = ? AND recipient = ?"
+                " AND created_at >= ? LIMIT 1",
+                (channel, kind, recipient, iso(since)),
+            )
+            is not None
+        )
+
+    def claim_outbox(
+        self, now: datetime, lease_until: datetime, channels: Sequence[str], limit: int
+    ) -> list[Row]:
+        """Lease due rows (pending, or sending with an expired lease) for the given channels."""
+        if not channels:
+            return []
+        marks = ", ".join("?" * len(channels))
+        rows = self.all(
+            "SELECT * FROM outbox WHERE ((status = 'pending' AND next_attempt_at <= ?)"
+            " OR (status = 'sending' AND lease_until < ?))"
+            f" AND channel IN ({marks}) ORDER BY next_attempt_at, id LIMIT ?",
+            (iso(now), iso(now), *channels, limit),
+        )
+        for row in rows:
+            self.conn.execute(
+                "UPDATE outbox SET status = 'sending', lease_until = ? WHERE id = ?",
+                (iso(lease_until), row["id"]),
+            )
+        return rows
+
+    def outbox_attempt(self, outbox_id: int, at: datetime, ok: bool, error: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO outbox_attempts (outbox_id, at, ok, error) VALUES (?, ?, ?, ?)",
+            (outbox_id, iso(at), int(ok), error),
+        )
+
+    def next_outbox_due(self, channels: Sequence[str]) -> str | None:
+        """When the next pending row of these channels is due (rows of other channels wait)."""
+        if not channels:
+            return None
+        marks = ", ".join("?" * len(channels))
+        row = self.one(
+            "SELECT min(next_attempt_at) AS due FROM outbox WHERE status = 'pending'"
+            f" AND channel IN ({marks})",
+            list(channels),
+        )
+        return row["due"] if row else None

@@ -1,0 +1,192 @@
+"""Outbound mail through a loopback relay: acknowledgements, agent replies, threading back,
+bounces about our mail, header injection, and a relay that is down, refusing or missing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.core.replies import queue_reply
+from tests.adapters.email.conftest import (
+    Relay,
+    attempted,
+    delivered,
+    fixture,
+    free_port,
+    incident_json,
+    mail,
+    outbox_rows,
+    send,
+    tracking_of,
+)
+from tests.conftest import CLOSED_TIME
+
+
+async def accepted(gw: Any, raw: bytes, **kw: Any) -> str:
+    code, text = await send(gw, raw, **kw)
+    assert code == 250, text
+    return tracking_of(text)
+
+
+async def test_acknowledgement_is_a_threaded_rfc3834_auto_reply(start_email, relay) -> None:
+    gw = await start_email()
+    tracking = await accepted(
+        gw, mail(msgid="<q1@cliente.com>", headers={"References": "<q0@cliente.com>"})
+    )
+    [ack] = await relay.wait(1)
+    mail_from, rcpts, _ = relay.messages[0]
+    assert (mail_from, rcpts) == ("soporte@callmyway.com", ["ana@cliente.com"])
+    assert ack["Subject"] == f"[{tracking}] Recibimos su solicitud: Sin tono en la línea"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == "<q1@cliente.com>"
+    assert ack["References"].split() == ["<q0@cliente.com>", "<q1@cliente.com>"]
+    assert ack["X-Loop"] == "soporte@callmyway.com"
+    assert ack["Message-ID"].endswith("@callmyway.com>")
+    text = ack.get_content()
+    assert tracking in text and "lunes a viernes de 06:00 a 21:00" in text
+    rows = await delivered(gw, 1)
+    assert rows[0]["provider_id"] == ack["Message-ID"]
+
+
+async def test_after_hours_acknowledgement_says_when_we_open(start_email, relay, clock) -> None:
+    clock.set(CLOSED_TIME)
+    gw = await start_email()
+    await accepted(gw, mail())
+    [ack] = await relay.wait(1)
+    assert "fuera de nuestro horario" in ack.get_content()
+    assert "Abrimos el lunes 30/11/2026 a las 06:00, hora de Costa Rica" in ack.get_content()
+
+
+async def test_english_writer_gets_an_english_acknowledgement(start_email, relay) -> None:
+    gw = await start_email()
+    tracking = await accepted(gw, fixture("windows1252.eml"))
+    [ack] = await relay.wait(1)
+    assert ack["Subject"] == f"[{tracking}] We received your request: Calls drop after 30 seconds"
+    assert "Our support hours are" in ack.get_content()
+
+
+async def test_customer_reply_to_our_acknowledgement_joins_the_incident(start_email, relay) -> None:
+    gw = await start_email()
+    tracking = await accepted(gw, mail())
+    [ack] = await relay.wait(1)
+    await delivered(gw, 1)
+    reply = mail(subject="otra cosa", body="Más datos.", headers={"In-Reply-To": ack["Message-ID"]})
+    assert await accepted(gw, reply) == tracking
+    ooo = fixture("outlook_ooo.eml").replace(b"{{ORIGINAL_ID}}", ack["Message-ID"].encode())
+    assert await accepted(gw, ooo) == tracking  # the out-of-office joins too, unanswered
+    assert len(await relay.wait(1)) == 1
+    assert len((await incident_json(gw, tracking))["messages"]) == 3
+
+
+async def test_agent_reply_is_threaded_and_its_answer_comes_back(start_email, relay) -> None:
+    gw = await start_email()
+    tracking = await accepted(gw, mail(msgid="<c1@cliente.com>"))
+    await relay.wait(1)
+    incident = await gw.store.read(lambda tx: tx.incident_by_tracking(tracking))
+    now = gw.clock()
+    await gw.store.transact(
+        lambda tx: queue_reply(tx, incident, text="Reiniciamos su línea.", author="Marta", now=now)
+    )
+    await gw.outbox.drain_once()
+    _, reply = await relay.wait(2)
+    await delivered(gw, 2)
+    assert reply["Subject"] == f"Re: Sin tono en la línea [{tracking}]"
+    assert reply["In-Reply-To"] == "<c1@cliente.com>"
+    assert reply["Auto-Submitted"] is None and reply["X-Loop"] == "soporte@callmyway.com"
+    assert reply.get_content().startswith("Reiniciamos su línea.")
+    body = await incident_json(gw, tracking)
+    assert body["messages"][-1]["delivery_status"] == "sent"
+    answer = mail(
+        subject="gracias", body="Ya funciona.", headers={"References": reply["Message-ID"]}
+    )
+    assert await accepted(gw, answer) == tracking
+
+
+async def test_injected_headers_never_reach_our_mail(start_email, relay) -> None:
+    gw = await start_email()
+    raw = (
+        mail(subject="SUBJECT", sender="NAME <ana@cliente.com>")
+        .replace(b"Subject: SUBJECT", b"Subject: =?utf-8?q?Hola=0D=0ABcc=3A_victim=40x.example?=")
+        .replace(b"From: NAME", b"From: =?utf-8?q?Ana=0D=0ABcc=3A_v=40x.example?=")
+    )
+    await accepted(gw, raw)
+    [ack] = await relay.wait(1)
+    assert ack["Bcc"] is None and relay.messages[0][1] == ["ana@cliente.com"]
+    assert "\n" not in ack["Subject"] and "Hola Bcc: victim@x.example" in ack["Subject"]
+
+
+async def test_relay_down_then_up(start_email, clock) -> None:
+    port = free_port()
+    gw = await start_email(GATEWAY_SMTP_RELAY=f"127.0.0.1:{port}")
+    tracking = await accepted(gw, mail())  # intake does not care about the relay
+    row = await attempted(gw)
+    assert row["status"] == "pending"
+    assert "relay unreachable" in row["last_error"]
+    relay = await Relay(port=port).start()
+    try:
+        clock.advance(minutes=20)
+        await gw.outbox.drain_once()
+        [ack] = await relay.wait(1)
+        assert tracking in ack["Subject"]
+    finally:
+        relay.stop()
+
+
+async def test_relay_4xx_is_retried_and_5xx_is_final(start_email, relay, clock) -> None:
+    gw = await start_email()
+    relay.answer = "451 4.7.1 greylisted, try later"
+    tracking = await accepted(gw, mail())
+    row = await attempted(gw)
+    assert row["status"] == "pending" and "451" in row["last_error"]
+    relay.answer = "550 5.1.1 mailbox unavailable"
+    clock.advance(minutes=20)
+    row = await attempted(gw, 2)
+    assert row["status"] == "dead" and "550" in row["last_error"]
+    events = (await incident_json(gw, tracking))["events"]
+    assert any(e["kind"] == "delivery_failed" for e in events)
+
+
+async def test_without_a_relay_mail_waits_in_the_outbox(start_email) -> None:
+    gw = await start_email(with_relay=False)
+    await accepted(gw, mail())
+    assert await gw.outbox.drain_once() == 0
+    assert [r["status"] for r in await outbox_rows(gw)] == ["pending"]
+
+
+async def test_bounce_of_our_acknowledgement_is_linked_never_a_new_incident(start_email, relay):
+    gw = await start_email()
+    tracking = await accepted(gw, mail())
+    [ack] = await relay.wait(1)
+    await delivered(gw, 1)
+    dsn = fixture("dsn.eml").replace(b"{{ORIGINAL_ID}}", ack["Message-ID"].encode())
+    assert await accepted(gw, dsn, mail_from="") == tracking
+    assert await accepted(gw, dsn, mail_from="") == tracking  # a retried DSN: same answer
+    body = await incident_json(gw, tracking)
+    failed = [e for e in body["events"] if e["kind"] == "delivery_failed"]
+    assert len(failed) == 1 and failed[0]["detail"]["recipients"] == ["ana@cliente.com"]
+    assert "5.1.1" in failed[0]["detail"]["reason"] and "contact_bounced" in body["flags"]
+    count = await gw.store.read(lambda tx: tx.one("SELECT count(*) AS n FROM incidents"))
+    assert count["n"] == 1
+    bounced = await gw.store.read(lambda tx: tx.all("SELECT address FROM email_bounces"))
+    assert bounced == [{"address": "ana@cliente.com"}]
+
+
+async def test_bounce_about_unknown_mail_is_stored_flagged_and_unanswered(start_email, relay):
+    gw = await start_email()
+    dsn = fixture("dsn.eml").replace(b"{{ORIGINAL_ID}}", b"<not-ours@elsewhere.example>")
+    tracking = await accepted(gw, dsn, mail_from="")
+    body = await incident_json(gw, tracking)
+    assert "bounce" in body["flags"] and json.dumps(body).count("User unknown") >= 1
+    assert await outbox_rows(gw) == []
+
+
+async def test_long_folded_references_of_a_gmail_thread_stay_well_formed(start_email, relay):
+    gw = await start_email()
+    refs = " ".join(f"<CAthread{i:02d}+x@mail.gmail.com>" for i in range(40))
+    await accepted(gw, mail(msgid="<last@mail.gmail.com>", headers={"References": refs}))
+    [ack] = await relay.wait(1)
+    ids = ack["References"].split()
+    assert len(ids) <= 21 and ids[-1] == "<last@mail.gmail.com>"
+    assert all(i.startswith("<CAthread") or i == "<last@mail.gmail.com>" for i in ids)
+    assert ack["In-Reply-To"] == "<last@mail.gmail.com>"
