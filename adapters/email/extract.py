@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PENDING = "body_pending"
-PENDING_SQL = "flags LIKE '%\"body_pending\"%'"  # written literally: matches the partial index
 BATCH = 16
 MAX_LAG = 30.0  # seconds a body may wait for a quiet moment before it is extracted anyway
 QUIET_POLL = 0.02
@@ -96,7 +95,9 @@ class BodyExtractor:
         rows = await self.gw.store.read(
             lambda tx: tx.all(
                 "SELECT m.id, r.raw FROM messages m JOIN receipts r ON r.message_id = m.id"
-                f" AND r.channel = 'email' WHERE m.{PENDING_SQL} ORDER BY m.id"
+                " AND r.channel = 'email'"
+                # written literally by the dialect: matches the partial index of `bounce`
+                f" WHERE {tx.json_has('m.flags', PENDING)} ORDER BY m.id"
             )
         )
         for row in rows:

@@ -228,7 +228,7 @@ async def on_call_status(gw: Gateway, form: MultiDictProxy[str]) -> None:
         # Twilio may repeat a callback: one event per call and kind.
         seen = tx.one(
             "SELECT 1 FROM events WHERE incident_id = ? AND kind = ?"
-            " AND json_extract(detail, '$.call_sid') = ?",
+            f" AND {tx.json_field('detail', 'call_sid')} = ?",
             (incident_id, kind, sid),
         )
         if seen is None:

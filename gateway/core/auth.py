@@ -73,7 +73,7 @@ def add_user(
         raise Rejected("a user name is required", field="name")
     if tx.one("SELECT 1 FROM users WHERE name = ?", (name,)):
         raise Conflict(f"user {name!r} already exists")
-    user_id = tx.execute(
+    user_id = tx.insert(
         "INSERT INTO users (name, role, team, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         (name, role, team, hash_password(password) if password else None, iso(now)),
     )

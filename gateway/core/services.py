@@ -22,6 +22,7 @@ from gateway.core.replies import ReplyGuard
 from gateway.core.scheduler import Scheduler
 from gateway.core.texts import Texts
 from gateway.core.timeutil import Clock
+from gateway.store.migration import Migration, Plan
 from gateway.store.protocol import Store
 
 AdapterSetup = Callable[["Gateway"], None]
@@ -41,7 +42,7 @@ class Gateway:
     outbox: Outbox
     scheduler: Scheduler
     app: web.Application
-    migrations: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
+    migrations: Plan = field(default_factory=list)
     authenticators: list[Callable[[web.Request], Awaitable[User | None]]] = field(
         default_factory=list
     )
@@ -49,7 +50,7 @@ class Gateway:
     reply_guards: dict[str, ReplyGuard] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def add_migrations(self, component: str, migrations: list[tuple[int, str]]) -> None:
+    def add_migrations(self, component: str, migrations: list[Migration]) -> None:
         """Tables an adapter owns, applied after the core's at start."""
         self.migrations.append((component, migrations))
 

@@ -12,15 +12,19 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from gateway.core.errors import GatewayError, TemporaryFailure
+from gateway.core.timeutil import iso
+from gateway.core.tracking import format_tracking
+from gateway.store.migration import Migration, Plan
 from gateway.store.schema import CORE
-from gateway.store.tx import Tx
+from gateway.store.tx import Row, Tx
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +51,91 @@ def configure_connection(conn: sqlite3.Connection, busy_timeout_ms: int = 5000) 
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA mmap_size=268435456")
     conn.row_factory = sqlite3.Row
+
+
+class SqliteTx(Tx):
+    """`Tx` over one sqlite3 connection, inside the store's `BEGIN IMMEDIATE` (or a read)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self._serial: int | None = None  # last tracking serial handed out in this transaction
+        self._serial_at: str | None = None
+        self._reads: sqlite3.Cursor | None = None  # one cursor for every read of the transaction
+
+    def flush(self) -> None:
+        """Reserve the tracking serials this transaction handed out; called before COMMIT."""
+        if self._serial is not None and self._serial_at is not None:
+            # AUTOINCREMENT keeps sqlite_sequence at the highest id ever inserted: one row per
+            # transaction reserves every serial it handed out, so none is given out twice.
+            self.conn.execute(
+                "INSERT INTO tracking_serial (id, at) VALUES (?, ?)",
+                (self._serial, self._serial_at),
+            )
+            self._serial_at = None
+
+    def close(self) -> None:
+        """Let go of the read cursor: a statement left unfinished on a reader connection would
+        hold its WAL snapshot (and keep checkpoints from completing) until then."""
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        # Plain tuples zipped with the column names: sqlite3.Row looks every name up by a
+        # case-insensitive scan of the columns, several times slower on wide incident rows.
+        # The cursor is made once per transaction (a new one per read cost as much as a
+        # small SELECT); `one` and `all` are done with its rows before they return.
+        cur = self._reads
+        if cur is None:
+            cur = self._reads = self.conn.cursor()
+            cur.row_factory = None
+        return cur.execute(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = self._cursor(sql, params)
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = self._cursor(sql, params)
+        rows = cur.fetchall()
+        if not rows:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    raw = all
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).lastrowid  # type: ignore[return-value]
+
+    def next_tracking(self, at: datetime) -> str:
+        """The next serial after the highest ever reserved (reserved by `flush`)."""
+        if self._serial is None:
+            row = self.conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'tracking_serial'"
+            ).fetchone()
+            self._serial = int(row[0]) if row else 0
+        self._serial += 1
+        self._serial_at = iso(at)
+        return format_tracking(self._serial)
+
+    def lock_key(self, key: str) -> None:
+        """Nothing to do: one writer runs every write transaction of the database."""
+
+    def json_field(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_has(self, column: str, item: str) -> str:
+        return f"{column} LIKE '%\"{item}\"%'"
 
 
 class SqliteStore:
@@ -95,7 +184,7 @@ class SqliteStore:
             await self._writer.close()
             self._writer = None
 
-    async def migrate(self, components: Iterable[tuple[str, list[tuple[int, str]]]] = ()) -> None:
+    async def migrate(self, components: Iterable[tuple[str, list[Migration]]] = ()) -> None:
         """Apply the core's and the given components' pending migrations, each atomically."""
         assert self._writer is not None
         plan = [("core", CORE), *components]
@@ -162,7 +251,7 @@ class SqliteStore:
 
 
 def _run_read(conn: sqlite3.Connection, fn: Callable[[Tx], T]) -> T:
-    tx = Tx(conn)
+    tx = SqliteTx(conn)
     try:
         return fn(tx)
     finally:
@@ -178,7 +267,7 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        tx = Tx(conn)
+        tx = SqliteTx(conn)
         out: list[tuple[bool, Any]] = []
         try:
             for fn in fns:
@@ -203,10 +292,10 @@ def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list
 
 def _run_isolated(
     conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]
-) -> tuple[Tx, list[tuple[bool, Any]]]:
+) -> tuple[SqliteTx, list[tuple[bool, Any]]]:
     """Each job in its own SAVEPOINT: a failing one is rolled back alone."""
     out: list[tuple[bool, Any]] = []
-    tx = Tx(conn)
+    tx = SqliteTx(conn)
     for fn in fns:
         conn.execute("SAVEPOINT job")
         try:
@@ -232,9 +321,7 @@ def _job_error(exc: Exception) -> Exception:
     return exc
 
 
-def _apply_migrations(
-    conn: sqlite3.Connection, plan: list[tuple[str, list[tuple[int, str]]]]
-) -> None:
+def _apply_migrations(conn: sqlite3.Connection, plan: Plan) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, "
         "version INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')), "
@@ -247,7 +334,7 @@ def _apply_migrations(
                 "SELECT version FROM schema_migrations WHERE component = ?", (component,)
             )
         }
-        for version, sql in migrations:
+        for version, sql, _ in migrations:
             if version in done:
                 continue
             conn.execute("BEGIN IMMEDIATE")

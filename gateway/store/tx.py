@@ -1,14 +1,19 @@
-"""SQL of the core, as plain synchronous methods over one sqlite3 connection (`Tx`).
+"""The transaction's SQL (`Tx`): plain synchronous methods over one database connection.
 
 `Tx` runs inside the store's database thread, within a transaction the store opened: it never
 commits, never awaits and holds no decision logic — the intake and the life cycle decide, this
-module only reads and writes rows.
+module only reads and writes rows. SQL is written once, in the dialect both databases speak
+(`?` placeholders, `ON CONFLICT`, `RETURNING`); the few places where SQLite and PostgreSQL
+differ are the primitives each subclass implements (`SqliteTx` here, `PgTx` in
+`gateway.store.postgres`): fetching rows, inserting with an id, tracking serials, row claims and
+key locks. Timestamps travel as `iso()` text and JSON as text on both, so callers never see
+which database answered.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,13 +21,12 @@ from typing import Any
 import orjson
 
 from gateway.core.timeutil import iso
-from gateway.core.tracking import format_tracking
 
 Row = dict[str, Any]
 
 
 def to_json(value: Any) -> str:
-    """JSON text for a TEXT column (orjson: several times faster than json on the hot path)."""
+    """JSON text for a JSON column (orjson: several times faster than json on the hot path)."""
     return orjson.dumps(value, default=str).decode()
 
 
@@ -30,70 +34,74 @@ OPEN_SQL = "status IN ('new', 'in_progress', 'waiting_customer')"
 _INSERT_SQL: dict[tuple[str, ...], str] = {}
 
 
-class Tx:
-    """Row-level reads and writes; every method is one or a few statements."""
+class Tx(ABC):
+    """Row-level reads and writes; every method is one or a few statements.
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self._serial: int | None = None  # last tracking serial handed out in this transaction
-        self._serial_at: str | None = None
-        self._reads: sqlite3.Cursor | None = None  # one cursor for every read of the transaction
+    Subclasses implement the primitives (`one`, `all`, `execute`, `executemany`, `insert`,
+    `next_tracking`, `lock_key`, `flush`, `close`) and set `dialect` and `skip_locked`.
+    """
 
+    dialect = "abstract"
+    # Appended to a SELECT that claims rows for work (outbox, jobs): other instances' claims
+    # skip the rows this transaction locked instead of waiting (PostgreSQL); SQLite's single
+    # writer needs nothing.
+    skip_locked = ""
+
+    # primitives --------------------------------------------------------------------------------
+    @abstractmethod
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of a query, as a dict, or None."""
+
+    @abstractmethod
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query, as dicts."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns how many rows it changed."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each parameter row."""
+
+    @abstractmethod
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT into a table with an `id` column; returns the new row's id."""
+
+    @abstractmethod
+    def next_tracking(self, at: datetime) -> str:
+        """The next tracking number, never handed out before."""
+
+    @abstractmethod
+    def lock_key(self, key: str) -> None:
+        """Hold `key` until this transaction ends: concurrent transactions naming the same key
+        run one after the other (a no-op where transactions are already serial)."""
+
+    @abstractmethod
+    def json_field(self, column: str, key: str) -> str:
+        """SQL for the text of `key` in the JSON object in `column`."""
+
+    @abstractmethod
+    def json_has(self, column: str, item: str) -> str:
+        """SQL that is true when the JSON array of strings in `column` holds `item` (a literal
+        condition, so a partial index written with the same condition serves it)."""
+
+    @abstractmethod
     def flush(self) -> None:
         """Write what this transaction kept in memory; the store calls it before COMMIT."""
-        if self._serial is not None and self._serial_at is not None:
-            # AUTOINCREMENT keeps sqlite_sequence at the highest id ever inserted: one row per
-            # transaction reserves every serial it handed out, so none is given out twice.
-            self.conn.execute(
-                "INSERT INTO tracking_serial (id, at) VALUES (?, ?)",
-                (self._serial, self._serial_at),
-            )
-            self._serial_at = None
 
+    @abstractmethod
     def close(self) -> None:
-        """Let go of the read cursor: a statement left unfinished on a reader connection would
-        hold its WAL snapshot (and keep checkpoints from completing) until then."""
-        if self._reads is not None:
-            self._reads.close()
-            self._reads = None
+        """Let go of cursors when the transaction or read ends."""
 
-    # generic --------------------------------------------------------------------------------
+    def raw(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of a hot read path (the queue); stores may bind it straight to `all`."""
+        return self.all(sql, params)
+
+    # generic -----------------------------------------------------------------------------------
     def ping(self) -> bool:
-        return self.conn.execute("SELECT 1").fetchone()[0] == 1
-
-    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        # Plain tuples zipped with the column names: sqlite3.Row looks every name up by a
-        # case-insensitive scan of the columns, several times slower on wide incident rows.
-        # The cursor is made once per transaction (a new one per read cost as much as a
-        # small SELECT); `one` and `all` are done with its rows before they return.
-        cur = self._reads
-        if cur is None:
-            cur = self._reads = self.conn.cursor()
-            cur.row_factory = None
-        return cur.execute(sql, params)
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        cur = self._cursor(sql, params)
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cur = self._cursor(sql, params)
-        rows = cur.fetchall()
-        if not rows:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in rows]
-
-    raw = all  # hot read paths (the queue) use the same fast dict rows
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; returns lastrowid for INSERT, else rowcount."""
-        cur = self.conn.execute(sql, params)
-        return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
-
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        return self.conn.execute(sql, params).lastrowid  # type: ignore[return-value]
+        row = self.one("SELECT 1 AS ok")
+        return row is not None and row["ok"] == 1
 
     def _insert_row(self, table: str, fields: Row) -> int:
         """INSERT a dict of columns; the statement text is built once per column set."""
@@ -104,7 +112,7 @@ class Tx:
             sql = _INSERT_SQL[key] = (
                 f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(fields))})"
             )
-        return self._insert(sql, tuple(fields.values()))
+        return self.insert(sql, tuple(fields.values()))
 
     def meta_get(self, key: str) -> str | None:
         row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -112,7 +120,9 @@ class Tx:
 
     def meta_set_default(self, key: str, value: str) -> str:
         """Store `value` unless the key exists; return what is stored."""
-        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, value)
+        )
         return self.meta_get(key) or value
 
     # receipts --------------------------------------------------------------------------------
@@ -134,7 +144,7 @@ class Tx:
         error: str | None = None,
     ) -> int:
         # A shunted receipt (processing failed earlier) is completed in place on replay.
-        return self._insert(
+        return self.insert(
             "INSERT INTO receipts (channel, provider_id, received_at, incident_id, message_id,"
             " raw, state, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (channel, provider_id) DO UPDATE SET incident_id = excluded.incident_id,"
@@ -144,24 +154,13 @@ class Tx:
         )
 
     # contacts and tracking -------------------------------------------------------------------
-    def next_tracking(self, at: datetime) -> str:
-        """The next tracking number, never handed out before (reserved by `flush`)."""
-        if self._serial is None:
-            row = self.conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'tracking_serial'"
-            ).fetchone()
-            self._serial = int(row[0]) if row else 0
-        self._serial += 1
-        self._serial_at = iso(at)
-        return format_tracking(self._serial)
-
     def find_contact(self, field: str, value: str) -> Row | None:
         assert field in ("email", "phone", "telegram_chat_id", "visitor_id")
         return self.one(f"SELECT * FROM contacts WHERE {field} = ? ORDER BY id LIMIT 1", (value,))
 
     def insert_contact(self, at: datetime, **fields: Any) -> int:
         get = fields.get
-        return self._insert(
+        return self.insert(
             "INSERT INTO contacts (name, email, phone, telegram_chat_id, visitor_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -179,7 +178,7 @@ class Tx:
         missing = {k: v for k, v in fields.items() if v and not contact.get(k)}
         if missing:
             sets = ", ".join(f"{col} = ?" for col in missing)
-            self.conn.execute(
+            self.execute(
                 f"UPDATE contacts SET {sets} WHERE id = ?", (*missing.values(), contact["id"])
             )
 
@@ -252,9 +251,7 @@ class Tx:
         if not fields:
             return
         sets = ", ".join(f"{c} = ?" for c in fields)
-        self.conn.execute(
-            f"UPDATE incidents SET {sets} WHERE id = ?", [*fields.values(), incident_id]
-        )
+        self.execute(f"UPDATE incidents SET {sets} WHERE id = ?", [*fields.values(), incident_id])
 
     # messages, attachments, events -----------------------------------------------------------
     def insert_message(self, fields: Row) -> int:
@@ -273,7 +270,7 @@ class Tx:
         state: str = "stored",
     ) -> int:
         # 128-bit random token: attachment URLs grant nothing guessable (checklist A1).
-        return self._insert(
+        return self.insert(
             "INSERT INTO attachments (message_id, token, filename, content_type, size, inline,"
             " url, state, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -325,17 +322,17 @@ class Tx:
     ) -> None:
         """Store a fetched file's bytes, or mark it failed with an event agents see (once)."""
         if data is not None:
-            self.conn.execute(
+            self.execute(
                 "UPDATE attachments SET data = ?, size = ?,"
                 " content_type = coalesce(?, content_type), state = 'stored'"
                 " WHERE id = ? AND state = 'pending'",
                 (data, len(data), content_type, pending["id"]),
             )
             return
-        changed = self.conn.execute(
+        changed = self.execute(
             "UPDATE attachments SET state = 'failed' WHERE id = ? AND state = 'pending'",
             (pending["id"],),
-        ).rowcount
+        )
         if changed:
             detail = {"channel": channel, "filename": pending["filename"], "reason": reason}
             self.insert_event(pending["incident_id"], at, "system", "attachment_failed", detail)
@@ -343,7 +340,7 @@ class Tx:
     def insert_event(
         self, incident_id: int, at: datetime, actor: str, kind: str, detail: Row | None = None
     ) -> int:
-        return self._insert(
+        return self.insert(
             "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
             (incident_id, iso(at), actor, kind, to_json(detail or {})),
         )
@@ -352,7 +349,7 @@ class Tx:
         self, incident_id: int, events: Sequence[tuple[datetime, str, str, Row | None]]
     ) -> None:
         """Several audit entries of one incident in one statement."""
-        self.conn.executemany(
+        self.executemany(
             "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
             [
                 (incident_id, iso(at), actor, kind, to_json(detail or {}))
@@ -392,7 +389,7 @@ class Tx:
         status: str = "pending",
     ) -> int:
         at_iso = iso(at)
-        return self._insert(
+        return self.insert(
             "INSERT INTO outbox (channel, kind, recipient, incident_id, message_id, payload,"
             " status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -432,14 +429,14 @@ class Tx:
             (iso(now), iso(now), *channels, limit),
         )
         for row in rows:
-            self.conn.execute(
+            self.execute(
                 "UPDATE outbox SET status = 'sending', lease_until = ? WHERE id = ?",
                 (iso(lease_until), row["id"]),
             )
         return rows
 
     def outbox_attempt(self, outbox_id: int, at: datetime, ok: bool, error: str | None) -> None:
-        self.conn.execute(
+        self.execute(
             "INSERT INTO outbox_attempts (outbox_id, at, ok, error) VALUES (?, ?, ?, ?)",
             (outbox_id, iso(at), int(ok), error),
         )

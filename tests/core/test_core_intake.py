@@ -15,6 +15,7 @@ from gateway.core.errors import TemporaryFailure
 from gateway.core.model import AttachmentIn, Contact, Inbound
 from gateway.core.services import GW
 from gateway.core.tracking import damm_digit, find_tracking, format_tracking, parse_tracking
+from gateway.store.migration import Migration
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import CLOSED_TIME, OPEN_TIME, FakeClock
 
@@ -281,13 +282,16 @@ async def test_store_is_durable_wal_full(gw, settings) -> None:
     assert modes == ("wal", 2)  # 2 = FULL
 
 
+EXTRA = "CREATE TABLE extra_t (id INTEGER);"
+
+
 def test_schema_is_migrated_once(tmp_path: Path) -> None:
     async def run() -> list[tuple[str, int]]:
         store = SqliteStore(str(tmp_path / "m.db"))
         await store.open()
         await store.migrate()
-        await store.migrate([("extra", [(1, "CREATE TABLE extra_t (id INTEGER);")])])
-        await store.migrate([("extra", [(1, "CREATE TABLE extra_t (id INTEGER);")])])
+        await store.migrate([("extra", [Migration(1, EXTRA, EXTRA)])])
+        await store.migrate([("extra", [Migration(1, EXTRA, EXTRA)])])
         rows = await store.read(
             lambda tx: [
                 (r["component"], r["version"])

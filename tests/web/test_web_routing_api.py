@@ -155,12 +155,12 @@ async def test_monthly_sla_report(start_app, settings, agent_token, clock) -> No
 async def test_breach_watch_walks_the_open_incident_index(start_app, settings, clock) -> None:
     """Every 30 s on a database of a million incidents: never a full table scan."""
     from gateway.core.scheduler import mark_breaches
-    from gateway.store.tx import Tx
+    from gateway.store.sqlite import SqliteTx
 
     _, gw = await start_app(settings, adapters={})
     executed: list[tuple[str, tuple]] = []
 
-    class Spy(Tx):
+    class Spy(SqliteTx):
         def all(self, sql, params=()):
             executed.append((sql, tuple(params)))
             return super().all(sql, params)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import sqlite3
 
 from gateway.store.schema import CORE
-from gateway.store.sqlite import _statements
-from gateway.store.tx import Tx
+from gateway.store.sqlite import SqliteTx, _statements
 from gateway.web.api import queue_rows
 
 
 def _plan(conn: sqlite3.Connection, **kw) -> str:
     captured: list[tuple[str, tuple]] = []
 
-    class Spy(Tx):
+    class Spy(SqliteTx):
         def raw(self, sql, params=()):
             captured.append((sql, tuple(params)))
             return super().raw(sql, params)
@@ -27,7 +26,7 @@ def _plan(conn: sqlite3.Connection, **kw) -> str:
 def test_queue_query_uses_the_partial_index() -> None:
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
-    for statement in _statements(CORE[0][1]):
+    for statement in _statements(CORE[0].sqlite):
         conn.execute(statement)
     plan = _plan(conn, level="L1", team_first=None, filters={}, limit=50)
     assert "USING INDEX incidents_queue" in plan and "TEMP B-TREE" not in plan, plan
