@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from config.settings import (
@@ -298,8 +299,20 @@ def _db_url(r: _Reader) -> str:
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return url
     if re.match(r"^postgres(ql)?://", url):
-        raise r.fail(("gateway", "db"), "PostgreSQL is not supported by this version yet")
+        parts = urlsplit(url)
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise r.fail(("gateway", "db"), f"{display_url(url)!r} names no database")
+        return url
     raise r.fail(("gateway", "db"), f"{url!r} is not sqlite:///path.db or postgresql://...")
+
+
+def display_url(url: str) -> str:
+    """A database URL fit for logs and check-config: its password replaced by '***'."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _spool_dir(r: _Reader) -> str:
@@ -307,7 +320,9 @@ def _spool_dir(r: _Reader) -> str:
     value = r.str("twilio", "spool_dir", allow_empty=True)
     if value:
         return value
-    database = _db_url(r).removeprefix("sqlite:///")
+    url = _db_url(r)
+    # Beside an SQLite file (same volume); with PostgreSQL, on this instance's own disk.
+    database = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else "var/db"
     derived = str(Path(database).parent / "spool" / "twilio")
     r.tree["twilio"]["spool_dir"] = derived  # check-config shows where it really is
     return derived
@@ -502,4 +517,6 @@ def masked(settings: Settings) -> dict[str, Any]:
     for section, key in SECRETS:
         if tree.get(section, {}).get(key):
             tree[section][key] = "***"
+    if tree.get("gateway", {}).get("db"):
+        tree["gateway"]["db"] = display_url(tree["gateway"]["db"])
     return tree

@@ -26,6 +26,7 @@ from gateway.core.scheduler import Scheduler
 from gateway.core.services import GW, AdapterSetup, Gateway
 from gateway.core.texts import Texts
 from gateway.core.timeutil import Clock, parse_iso, utcnow
+from gateway.store.postgres import PostgresStore, is_postgres_url
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
 from gateway.web import api, reports
@@ -51,6 +52,8 @@ def render_ack(settings: Settings, texts: Texts, payload: dict[str, Any]) -> str
 
 def make_store(settings: Settings) -> Store:
     """The store named by the settings' database URL."""
+    if is_postgres_url(settings.db_url):
+        return PostgresStore(settings.db_url)
     return SqliteStore(sqlite_path(settings.db_url))
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from config.loader import ConfigError, load_settings, masked
+from config.loader import ConfigError, display_url, load_settings, masked
 from config.settings import Settings
 from gateway.core.errors import GatewayError
 from gateway.core.logs import configure
@@ -77,7 +77,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"CallMyWay gateway: HTTP on http://{settings.http_host}:{settings.http_port}"
             f" (public URL {settings.public_url}),"
-            f" SMTP on {settings.smtp_host}:{settings.smtp_port}, database {settings.db_url}\n"
+            f" SMTP on {settings.smtp_host}:{settings.smtp_port},"
+            f" database {display_url(settings.db_url)}\n"
             "Create the first agent:  python -m gateway user add NAME --role supervisor"
             " --password-stdin\n"
             "API token for it:        python -m gateway token create NAME",
@@ -112,7 +113,7 @@ async def _with_store(settings: Settings, fn: Callable[[Tx], T]) -> T:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_with_store(settings, lambda tx: None))
-    print(f"database {settings.db_url} is up to date")
+    print(f"database {display_url(settings.db_url)} is up to date")
     return 0
 
 

@@ -133,7 +133,16 @@ def admit(
     now: datetime,
     limits: dict[str, int],
 ) -> Admission:
-    """Replay a known key, or apply per-number and per-IP hourly limits and store the key."""
+    """Replay a known key, or apply per-number and per-IP hourly limits and store the key.
+
+    Several instances may admit requests at once: the key and each limit's scope are locked,
+    always in this order, for the rest of the transaction, so two presses count as two.
+    """
+    if key is not None:
+        tx.lock_key(f"click2call:key:{key}")
+    scopes = {"phone": f"phone:{phone}", "ip": f"ip:{ip}"}
+    for scope in scopes.values():
+        tx.lock_key(f"click2call:{scope}")
     tx.execute("DELETE FROM click2call_keys WHERE created_at < ?", (iso(now - KEY_TTL),))
     if key is not None:
         row = tx.one("SELECT * FROM click2call_keys WHERE key = ?", (key,))
@@ -146,7 +155,6 @@ def admit(
             return Admission(request_id=row["request_id"], body=body)
     since = iso(now - WINDOW)
     tx.execute("DELETE FROM click2call_hits WHERE at <= ?", (since,))
-    scopes = {"phone": f"phone:{phone}", "ip": f"ip:{ip}"}
     for name, scope in scopes.items():
         row = tx.one(
             "SELECT count(*) AS n, min(at) AS first FROM click2call_hits"
@@ -280,8 +288,8 @@ def record_outcome(
     if att["attempt"] == 1:
         at = retry_at(att["line"])
         tx.execute(
-            "INSERT OR IGNORE INTO click2call_attempts (tracking, attempt, state)"
-            " VALUES (?, 2, 'scheduled')",
+            "INSERT INTO click2call_attempts (tracking, attempt, state)"
+            " VALUES (?, 2, 'scheduled') ON CONFLICT DO NOTHING",
             (att["tracking"],),
         )
         schedule_job(

@@ -132,7 +132,13 @@ def _thread_target(tx: Tx, msg: Inbound, sender: str | None) -> tuple[Row | None
 
 
 def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Receipt:
-    """The whole intake inside one transaction (runs in the database thread)."""
+    """The whole intake inside one transaction (runs in the database thread).
+
+    With several instances on one database, the same item delivered to two of them, or two
+    messages of one contact, wait for each other here (`lock_key`, released at COMMIT): the
+    second then finds the first's receipt, or its open conversation, as one writer would.
+    """
+    tx.lock_key(f"receipt:{msg.channel}:{msg.provider_id}")
     previous = tx.receipt(msg.channel, msg.provider_id)
     if previous is not None and previous["incident_id"] is not None:
         incident = tx.incident(previous["incident_id"])
@@ -144,6 +150,8 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         created = first is not None and first["id"] == previous["message_id"]
         return _receipt(ctx, tx, incident, previous["message_id"], created=created, duplicate=True)
     sender = sender_identity(msg)
+    if sender:
+        tx.lock_key(f"contact:{msg.channel}:{sender}")
     target, why = _thread_target(tx, msg, sender)
     contact_id = _find_contact(tx, msg, now)
     follow_up_of = None

@@ -107,7 +107,7 @@ def _claim_jobs(tx: Tx, now: datetime, kinds: list[str]) -> list[Row]:
     marks = ", ".join("?" * len(kinds))
     rows = tx.all(
         f"SELECT * FROM jobs WHERE state = 'pending' AND run_at <= ? AND kind IN ({marks})"
-        " ORDER BY run_at LIMIT 20",
+        f" ORDER BY run_at LIMIT 20{tx.skip_locked}",
         (iso(now), *kinds),
     )
     for row in rows:

@@ -422,10 +422,11 @@ class Tx(ABC):
         if not channels:
             return []
         marks = ", ".join("?" * len(channels))
+        # Another instance's claim skips the rows this one locked (tx.skip_locked).
         rows = self.all(
             "SELECT * FROM outbox WHERE ((status = 'pending' AND next_attempt_at <= ?)"
             " OR (status = 'sending' AND lease_until < ?))"
-            f" AND channel IN ({marks}) ORDER BY next_attempt_at, id LIMIT ?",
+            f" AND channel IN ({marks}) ORDER BY next_attempt_at, id LIMIT ?{self.skip_locked}",
             (iso(now), iso(now), *channels, limit),
         )
         for row in rows:

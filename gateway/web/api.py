@@ -134,7 +134,10 @@ def queue_rows(
     mine = tx.raw(sql + " AND i.team = ?" + order, (*params, team_first, limit))
     if len(mine) >= limit:
         return mine
-    rest = tx.raw(sql + " AND i.team IS NOT ?" + order, (*params, team_first, limit - len(mine)))
+    rest = tx.raw(
+        sql + " AND (i.team IS NULL OR i.team <> ?)" + order,
+        (*params, team_first, limit - len(mine)),
+    )
     return mine + rest
 
 

@@ -18,6 +18,7 @@ from gateway.core.tracking import damm_digit, find_tracking, format_tracking, pa
 from gateway.store.migration import Migration
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import CLOSED_TIME, OPEN_TIME, FakeClock
+from tests.faults import store_with_short_lock_wait, write_lock_held
 
 
 def email(pid: str, sender: str, text: str = "Mi línea no funciona", **kw) -> Inbound:
@@ -55,9 +56,9 @@ async def gw(settings, clock):
     await gateway.store.close()
 
 
-def count(db: str, table: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+async def count(gw, table: str) -> int:
+    row = await gw.store.read(lambda tx: tx.one(f"SELECT count(*) AS n FROM {table}"))
+    return int(row["n"])
 
 
 def test_tracking_format_and_check_digit() -> None:
@@ -93,9 +94,8 @@ async def test_repeated_provider_id_is_stored_once_same_receipt(gw, settings) ->
     assert {r.tracking for r in again} == {first.tracking}
     assert all(r.duplicate and r.created for r in again)
     assert all(r.ack_text == first.ack_text for r in again)
-    db = settings.db_url.removeprefix("sqlite:///")
-    assert count(db, "incidents") == 1 and count(db, "messages") == 1
-    assert count(db, "outbox") == 1  # one acknowledgement only
+    assert await count(gw, "incidents") == 1 and await count(gw, "messages") == 1
+    assert await count(gw, "outbox") == 1  # one acknowledgement only
 
 
 async def test_threading_rules(gw) -> None:
@@ -170,30 +170,25 @@ async def test_attachments_are_stored_with_the_message(gw, settings) -> None:
             attachments=(AttachmentIn("captura.png", "image/png", 4, data=b"\x89PNG"),),
         )
     )
-    db = settings.db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT filename, size, data, length(token) FROM attachments").fetchone()
-    assert row[:3] == ("captura.png", 4, b"\x89PNG") and row[3] >= 22
+    row = await gw.store.read(
+        lambda tx: tx.one("SELECT filename, size, data, length(token) AS n FROM attachments")
+    )
+    assert (row["filename"], row["size"], bytes(row["data"])) == ("captura.png", 4, b"\x89PNG")
+    assert row["n"] >= 22
 
 
 async def test_locked_database_gives_temporary_failure_and_no_partial_rows(settings, clock):
-    db = settings.db_url.removeprefix("sqlite:///")
-    store = SqliteStore(db, busy_timeout_ms=100)
+    store = store_with_short_lock_wait(settings, 100)
     app = create_app(settings, clock=clock, store=store, adapters={})
     gw = app[GW]
     from gateway.app import prepare_store
 
     await prepare_store(gw)
-    blocker = sqlite3.connect(db, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
-    try:
-        with pytest.raises(TemporaryFailure):
-            await gw.intake.accept(email("<lock@x>", "ana@example.com"))
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    with write_lock_held(settings), pytest.raises(TemporaryFailure):
+        # another writer holds the lock past the busy timeout
+        await gw.intake.accept(email("<lock@x>", "ana@example.com"))
     for table in ("incidents", "messages", "receipts", "outbox", "events", "contacts"):
-        assert count(db, table) == 0, table
+        assert await count(gw, table) == 0, table
     receipt = await gw.intake.accept(email("<lock@x>", "ana@example.com"))  # the retry works
     assert receipt.created and not receipt.duplicate
     await gw.store.close()
@@ -272,6 +267,7 @@ async def test_tracking_numbers_are_never_handed_out_twice(settings, clock) -> N
     assert seen[-1] == max(seen)  # later numbers are higher
 
 
+@pytest.mark.sqlite_only
 async def test_store_is_durable_wal_full(gw, settings) -> None:
     modes = await gw.store.read(
         lambda tx: (
@@ -329,20 +325,19 @@ async def test_a_processing_bug_shunts_the_input_for_replay(settings, clock, mon
     )
     with pytest.raises(TemporaryFailure):
         await gw.intake.accept(msg)
-    db = settings.db_url.removeprefix("sqlite:///")
-    assert count(db, "incidents") == 0
-    with sqlite3.connect(db) as conn:
-        state, error = conn.execute("SELECT state, error FROM receipts").fetchone()
-    assert state == "shunted" and "language table bug" in error
+    assert await count(gw, "incidents") == 0
+    row = await gw.store.read(lambda tx: tx.one("SELECT state, error FROM receipts"))
+    assert row["state"] == "shunted" and "language table bug" in row["error"]
     broken["on"] = False
     assert await gw.intake.replay_shunted() == (1, 0)
     assert await gw.intake.replay_shunted() == (0, 0)
     again = await gw.intake.accept(msg)  # the provider's retry: the same receipt
     assert again.duplicate
-    assert count(db, "incidents") == 1 and count(db, "attachments") == 1
+    assert await count(gw, "incidents") == 1 and await count(gw, "attachments") == 1
     await gw.store.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_half_read_result_does_not_pin_a_readers_snapshot(gw) -> None:
     """Reads share one cursor per transaction; `one` on a many-row query leaves its statement
     unfinished. On a reader connection that would hold the WAL snapshot: later commits would

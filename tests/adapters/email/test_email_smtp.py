@@ -16,8 +16,8 @@ from adapters.email import smtp as email_smtp
 from gateway.app import create_app
 from gateway.core.errors import TemporaryFailure
 from gateway.core.services import GW
-from gateway.store.sqlite import SqliteStore, sqlite_path
 from tests.adapters.email.conftest import SUPPORT, mail, send, tracking_of
+from tests.faults import Failing, make_store_with
 
 
 async def count(gw: Any, table: str) -> int:
@@ -162,21 +162,10 @@ async def test_connection_dropped_during_data_stores_nothing(start_email) -> Non
     assert (await send(gw, mail()))[0] == 250  # the server is still fine
 
 
-class FlakyStore(SqliteStore):
-    """The real store, made to fail on demand (a locked or full disk, or a bug)."""
-
-    failure: Exception | None = None
-
-    async def transact(self, fn: Any) -> Any:
-        if self.failure is not None:
-            raise self.failure
-        return await super().transact(fn)
-
-
 @pytest.fixture
 async def flaky(aiohttp_client, make_settings, clock):
     settings = make_settings()
-    store = FlakyStore(sqlite_path(settings.db_url))
+    store = make_store_with(settings, Failing)
     app = create_app(settings, clock=clock, store=store, adapters={"email": email_smtp.setup})
     await aiohttp_client(app)
     return app[GW], store

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from typing import Any
 
 from adapters.telegram import bot as telegram_bot
 from gateway.app import create_app
 from gateway.core.services import GW
-from gateway.store.sqlite import SqliteStore, sqlite_path
 from tests.adapters.telegram.conftest import (
     BOT_ID,
     CHAT,
@@ -25,6 +23,7 @@ from tests.adapters.telegram.conftest import (
     post,
     settle,
 )
+from tests.faults import BrokenDisk, Gated, make_store_with
 
 
 async def _stored(gw: Any) -> dict[str, int]:
@@ -203,25 +202,10 @@ async def test_unknown_and_unanswered_updates_are_stored_and_answered_200(tg, bo
     assert bot_api.sent() == []
 
 
-class FlakyDiskStore(SqliteStore):
-    """The real store, with a switch that makes every write fail as a broken disk would."""
-
-    broken = False
-
-    async def transact(self, fn: Any) -> Any:
-        if self.broken:
-
-            def fail(tx: Any) -> None:
-                raise sqlite3.OperationalError("disk I/O error")
-
-            return await super().transact(fail)
-        return await super().transact(fn)
-
-
 async def test_store_that_cannot_commit_answers_503_then_processes_once(
     aiohttp_client, tg_settings, clock, bot_api
 ) -> None:
-    store = FlakyDiskStore(sqlite_path(tg_settings.db_url))
+    store = make_store_with(tg_settings, BrokenDisk)
     app = create_app(
         tg_settings, clock=clock, store=store, adapters={"telegram": telegram_bot.setup}
     )
@@ -243,23 +227,8 @@ async def test_store_that_cannot_commit_answers_503_then_processes_once(
     assert len(bot_api.sent()) == 2  # the ack and the greeting, once each
 
 
-class GatedStore(SqliteStore):
-    """The real store; the intake's transaction waits for `gate`, so a test sees the HTTP side."""
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        self.gate = asyncio.Event()
-        self.waiting = asyncio.Event()
-
-    async def transact(self, fn: Any) -> Any:
-        if getattr(fn, "__qualname__", "").startswith("Intake.accept"):
-            self.waiting.set()
-            await self.gate.wait()
-        return await super().transact(fn)
-
-
 async def test_no_200_before_the_update_is_committed(aiohttp_client, tg_settings, clock) -> None:
-    store = GatedStore(sqlite_path(tg_settings.db_url))
+    store = make_store_with(tg_settings, Gated, gate=asyncio.Event(), waiting=asyncio.Event())
     app = create_app(
         tg_settings, clock=clock, store=store, adapters={"telegram": telegram_bot.setup}
     )

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from adapters.voice import webhook as voice_twilio
 from gateway.app import create_app
-from gateway.core.errors import TemporaryFailure
 from gateway.core.services import GW
-from gateway.store.sqlite import SqliteStore, sqlite_path
-from gateway.store.tx import Tx
 from tests.adapters.twilio.voice_kit import (
     ACCOUNT_SID,
     VOICE_ADAPTERS,
@@ -22,25 +18,12 @@ from tests.adapters.twilio.voice_kit import (
     twiml,
     voice_form,
 )
+from tests.faults import Outage, make_store_with
 
 T = TypeVar("T")
 SID = "CA" + "e" * 32
 CALLER = "+50688881234"
 CR_LINE = "+50640004000"
-
-
-class OutageStore(SqliteStore):
-    """A real SQLite store whose writes fail while `down` (disk full) or hang while `stalled`."""
-
-    down = False
-    stalled: asyncio.Event | None = None
-
-    async def transact(self, fn: Callable[[Tx], T]) -> T:
-        if self.down:
-            raise TemporaryFailure("the database cannot commit right now")
-        if self.stalled is not None:
-            await self.stalled.wait()  # a lock held elsewhere: the write waits
-        return await super().transact(fn)
 
 
 def status_form(status: str = "completed", duration: str = "95") -> Any:
@@ -64,7 +47,7 @@ async def test_store_outage_connects_caller_and_registers_from_status_callback(
     aiohttp_client: Any, voice_settings: Any, clock: Any, agent_token: Any
 ) -> None:
     settings = voice_settings()
-    store = OutageStore(sqlite_path(settings.db_url))
+    store = make_store_with(settings, Outage)
     app = create_app(settings, clock=clock, store=store, adapters=VOICE_ADAPTERS)
     client = await aiohttp_client(app)
     gw = app[GW]
@@ -97,7 +80,7 @@ async def test_dial_outcome_of_an_unregistered_call_registers_it(
     aiohttp_client: Any, voice_settings: Any, clock: Any
 ) -> None:
     settings = voice_settings()
-    store = OutageStore(sqlite_path(settings.db_url))
+    store = make_store_with(settings, Outage)
     app = create_app(settings, clock=clock, store=store, adapters=VOICE_ADAPTERS)
     client = await aiohttp_client(app)
     store.down = True
@@ -123,7 +106,7 @@ async def test_slow_store_still_answers_twiml_within_budget(
     aiohttp_client: Any, voice_settings: Any, clock: Any
 ) -> None:
     settings = voice_settings()
-    store = OutageStore(sqlite_path(settings.db_url))
+    store = make_store_with(settings, Outage)
     app = create_app(settings, clock=clock, store=store, adapters=VOICE_ADAPTERS)
     client = await aiohttp_client(app)
     app[GW].extras[voice_twilio.BUDGET] = 0.2  # production: 8 s, inside Twilio's 15 s

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.adapters.webchat.chat_kit import START, connect, frames_until, hello, recv
 from tests.conftest import CLOSED_TIME
+from tests.faults import fail_inserts, heal_inserts
 
 
 async def test_after_hours_welcome_and_ticket_promise_an_email_answer(
@@ -46,12 +47,7 @@ async def test_store_failure_answers_not_saved_and_the_resend_is_kept_once(chat_
     ws = await connect(client)
     await hello(ws)
     # A real SQL failure inside the intake's transaction (as a full disk or I/O error would be).
-    await gw.store.transact(
-        lambda tx: tx.execute(
-            "CREATE TRIGGER fail_messages BEFORE INSERT ON messages"
-            " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-        )
-    )
+    await gw.store.transact(lambda tx: fail_inserts(tx, "messages"))
     await ws.send_json(START)
     error = await recv(ws)
     assert error == {
@@ -63,7 +59,7 @@ async def test_store_failure_answers_not_saved_and_the_resend_is_kept_once(chat_
     assert "reintentaremos" in error["message"]
     count = await gw.store.read(lambda tx: tx.one("SELECT count(*) AS n FROM incidents"))
     assert count["n"] == 0  # nothing half-saved
-    await gw.store.transact(lambda tx: tx.execute("DROP TRIGGER fail_messages"))
+    await gw.store.transact(lambda tx: heal_inserts(tx, "messages"))
     await ws.send_json(START)  # the client resends the same frame
     ack, ticket = await frames_until(ws, "ticket")
     assert ack["client_id"] == "c-start" and ticket["tracking"]

@@ -9,18 +9,17 @@ from typing import Any
 
 from gateway.app import create_app
 from gateway.core.services import GW
-from gateway.store.sqlite import sqlite_path
 from tests.adapters.whatsapp.wa_kit import (
     ACCOUNT_SID,
     ADAPTERS,
     AUTH_TOKEN,
     PUBLIC_URL,
-    FlakyStore,
     count,
     inbound_form,
     post_signed,
 )
 from tests.conftest import CLOSED_TIME
+from tests.faults import Outage, Slow, make_store_with
 
 PATH = "/webhooks/twilio/whatsapp"
 TRACKING = re.compile(r"CMW-[0-9]{7,}-[0-9]")
@@ -124,30 +123,20 @@ async def test_an_english_line_answers_in_english(wa) -> None:
 async def test_a_store_that_cannot_commit_answers_503_so_twilio_retries(
     aiohttp_client, wa_settings, clock
 ) -> None:
-    store = FlakyStore(sqlite_path(wa_settings.db_url))
+    store = make_store_with(wa_settings, Outage)
     app = create_app(wa_settings, clock=clock, store=store, adapters=ADAPTERS)
     client = await aiohttp_client(app)
     form = inbound_form("+50688001122")
-    store.failing = True
+    store.down = True
     resp = await post_signed(client, PATH, form)
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "5"
     assert "<Response" not in await resp.text()
-    store.failing = False
+    store.down = False
     assert await count(app[GW], "receipts") == 0
     resp = await post_signed(client, PATH, form)  # Twilio's retry / the fallback URL
     assert resp.status == 200 and TRACKING.search(await resp.text())
     assert await count(app[GW], "incidents") == 1
-
-
-class SlowStore(FlakyStore):
-    """A real store whose commits take `delay` seconds (a disk or a lock holding it up)."""
-
-    delay = 0.0
-
-    async def transact(self, fn: Any) -> Any:
-        await asyncio.sleep(self.delay)
-        return await super().transact(fn)
 
 
 async def test_a_slow_webhook_is_logged_and_its_retry_deduplicated(
@@ -162,7 +151,7 @@ async def test_a_slow_webhook_is_logged_and_its_retry_deduplicated(
         GATEWAY_PUBLIC_URL=PUBLIC_URL,
         TWILIO_API_BASE=twilio_fake.url,
     )
-    store = SlowStore(sqlite_path(settings.db_url))
+    store = make_store_with(settings, Slow)
     client = await aiohttp_client(create_app(settings, clock=clock, store=store, adapters=ADAPTERS))
     form = inbound_form("+50688001188")
     store.delay = 0.3

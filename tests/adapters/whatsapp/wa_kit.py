@@ -24,9 +24,7 @@ from yarl import URL
 
 from adapters.twilio import status as twilio_status
 from adapters.whatsapp import webhook as whatsapp_twilio
-from gateway.core.errors import TemporaryFailure
 from gateway.core.services import Gateway
-from gateway.store.sqlite import SqliteStore
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "f2c3a1b0d9e8f7a6b5c4d3e2f1a0b9c8"
@@ -255,14 +253,3 @@ async def count(gw: Gateway, table: str) -> int:
     row = await gw.store.read(lambda tx: tx.one(f"SELECT count(*) AS n FROM {table}"))
     assert row is not None
     return int(row["n"])
-
-
-class FlakyStore(SqliteStore):
-    """A real SQLite store whose writes can be made to fail (database locked, disk full)."""
-
-    failing = False
-
-    async def transact(self, fn: Any) -> Any:
-        if self.failing:
-            raise TemporaryFailure("the database cannot commit right now")
-        return await super().transact(fn)
