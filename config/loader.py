@@ -7,7 +7,9 @@ wrong with it; the command line prints that one line and exits 2. Nothing here s
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
@@ -45,6 +47,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "GATEWAY_PUBLIC_URL": ("gateway", "public_url"),
     "GATEWAY_SMTP_RELAY": ("gateway", "smtp_relay"),
     "GATEWAY_SECRET_KEY": ("gateway", "secret_key"),
+    "GATEWAY_INSTANCE": ("gateway", "instance"),
     "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
     "TWILIO_API_BASE": ("twilio", "api_base"),
@@ -235,6 +238,7 @@ def _build(r: _Reader) -> Settings:
         max_body_bytes=r.int("gateway", "max_body_bytes", low=1024),
         trusted_proxies=_networks(r, ("gateway", "trusted_proxies")),
         slow_webhook=r.duration("gateway", "slow_webhook"),
+        instance=_instance(r),
         email=_email(r),
         whatsapp=WhatsAppSettings(
             number=_phone(r, ("whatsapp", "number")),
@@ -304,6 +308,16 @@ def _db_url(r: _Reader) -> str:
             raise r.fail(("gateway", "db"), f"{display_url(url)!r} names no database")
         return url
     raise r.fail(("gateway", "db"), f"{url!r} is not sqlite:///path.db or postgresql://...")
+
+
+def _instance(r: _Reader) -> str:
+    """This instance's name: as configured, else hostname:pid (unique among live instances)."""
+    name = r.str("gateway", "instance", allow_empty=True).strip()
+    if not name:
+        return f"{socket.gethostname()}:{os.getpid()}"
+    if len(name) > 60 or not name.isprintable():
+        raise r.fail(("gateway", "instance"), f"{name!r} is not a short printable name")
+    return name
 
 
 def display_url(url: str) -> str:

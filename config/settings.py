@@ -159,4 +159,5 @@ class Settings:
     outbox: OutboxSettings
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
     slow_webhook: timedelta = timedelta(seconds=5)  # slower provider webhooks are logged
+    instance: str = "gateway"  # this instance's name (GATEWAY_INSTANCE; default hostname:pid)
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

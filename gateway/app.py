@@ -53,7 +53,7 @@ def render_ack(settings: Settings, texts: Texts, payload: dict[str, Any]) -> str
 def make_store(settings: Settings) -> Store:
     """The store named by the settings' database URL."""
     if is_postgres_url(settings.db_url):
-        return PostgresStore(settings.db_url)
+        return PostgresStore(settings.db_url, instance=settings.instance)
     return SqliteStore(sqlite_path(settings.db_url))
 
 
@@ -126,6 +126,8 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(gw.outbox.run(), name="outbox"),
         asyncio.create_task(gw.scheduler.run(), name="scheduler"),
+        # Other instances' changes (PostgreSQL) reach this instance's live pages.
+        asyncio.create_task(gw.store.follow(gw.bus.publish), name="change-feed"),
     ]
     yield
     for task in tasks:

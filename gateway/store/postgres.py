@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from psycopg.rows import dict_row
 from gateway.core.errors import GatewayError, TemporaryFailure
 from gateway.core.tracking import format_tracking
 from gateway.store.migration import Migration, Plan
+from gateway.store.pgfeed import CHANNEL, ChangeFeed
 from gateway.store.schema import CORE
 from gateway.store.tx import Row, Tx
 
@@ -145,7 +147,7 @@ def configure_adapters(conn: psycopg.Connection[Any]) -> None:
 
 
 def connect_kwargs(
-    lock_timeout_ms: int = 5000, statement_timeout_ms: int = 30000
+    lock_timeout_ms: int = 5000, statement_timeout_ms: int = 30000, instance: str = "gateway"
 ) -> dict[str, Any]:
     """Connection settings every connection of the gateway uses.
 
@@ -167,6 +169,8 @@ def connect_kwargs(
         "keepalives_interval": 2,
         "keepalives_count": 5,
         "options": options,
+        # Names this instance in pg_stat_activity and in the change notifications it causes.
+        "application_name": instance[:63],
     }
 
 
@@ -236,8 +240,10 @@ class PostgresStore:
         readers: int = 3,
         timeout: float = 5.0,
         lock_timeout_ms: int = 5000,
+        instance: str = "gateway",
     ):
         self.url = url
+        self.instance = instance
         self.lock_timeout_ms = lock_timeout_ms
         self.writers = writers
         self.readers = readers
@@ -250,6 +256,7 @@ class PostgresStore:
         self.batches = 0  # committed write batches, for metrics and the benchmark
         self.retries = 0  # jobs run again after a race with another transaction
         self.on_commit: list[Callable[[], None]] = []
+        self.feed: ChangeFeed | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -261,7 +268,7 @@ class PostgresStore:
             self.url,
             min_size=1,
             max_size=self.writers + self.readers + 1,
-            kwargs=connect_kwargs(self.lock_timeout_ms),
+            kwargs=connect_kwargs(self.lock_timeout_ms, instance=self.instance),
             configure=configure_adapters,
             open=False,
             timeout=self.timeout,
@@ -347,6 +354,34 @@ class PostgresStore:
             return await asyncio.wait_for(self.read(lambda tx: tx.ping()), timeout=2)
         except (TemporaryFailure, TimeoutError):
             return False
+
+    async def follow(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Publish other instances' committed changes on the local bus (until cancelled)."""
+        self.feed = ChangeFeed(
+            self.url,
+            self.instance,
+            publish,
+            self._newest_event,
+            connect_kwargs={"application_name": f"{self.instance[:50]}:feed"},
+        )
+        await self.feed.run()
+
+    async def _newest_event(self) -> int:
+        row = await self.read(lambda tx: tx.one("SELECT max(id) AS n FROM events"))
+        return int(row["n"] or 0) if row else 0
+
+    async def broadcast(self, notice: dict[str, Any]) -> None:
+        """Tell every instance (`follow`), e.g. a chat frame for a socket held elsewhere."""
+        payload = json.dumps({**notice, "origin": self.instance}, separators=(",", ":"))
+        try:
+            await self._run(self._notify_sync, payload)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise TemporaryFailure("the other instances cannot be told right now") from exc
+
+    def _notify_sync(self, payload: str) -> None:
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     # group commit ------------------------------------------------------------------------------
     async def _write_loop(self) -> None:

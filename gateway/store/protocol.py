@@ -8,7 +8,7 @@ writes, `read` for a consistent snapshot) and answers only after COMMIT; it rais
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.store.migration import Migration
 from gateway.store.tx import Tx
@@ -25,3 +25,11 @@ class Store(Protocol):
     async def transact(self, fn: Callable[[Tx], T]) -> T: ...
     async def read(self, fn: Callable[[Tx], T]) -> T: ...
     async def ping(self) -> bool: ...
+    async def follow(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Publish other instances' committed changes locally until cancelled (returns at once
+        where there are no other instances)."""
+        ...
+
+    async def broadcast(self, notice: dict[str, Any]) -> None:
+        """Hand `notice` to every other instance's `follow` (nothing to do when alone)."""
+        ...

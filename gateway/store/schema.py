@@ -369,6 +369,36 @@ CORE: list[Migration] = [
             UNIQUE (kind, key)
         );
         CREATE INDEX jobs_due ON jobs(run_at) WHERE state = 'pending';
+
+        -- Other instances follow committed changes through LISTEN gateway_changes
+        -- (gateway.store.pgfeed): every event of an incident, and every change of a message
+        -- (a body extracted, a delivery status). Sent at COMMIT, never for a rollback; the
+        -- connection's application_name is the instance that made the change.
+        CREATE FUNCTION gateway_notify_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            inc record;
+        BEGIN
+            SELECT tracking, level INTO inc FROM incidents WHERE id = NEW.incident_id;
+            PERFORM pg_notify('gateway_changes', json_build_object(
+                'type', 'incident', 'id', NEW.id, 'kind', NEW.kind,
+                'tracking', inc.tracking, 'level', inc.level,
+                'from_level', NEW.detail ->> 'from', 'team', NEW.detail ->> 'team',
+                'origin', current_setting('application_name'))::text);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER events_notify AFTER INSERT ON events
+            FOR EACH ROW EXECUTE FUNCTION gateway_notify_event();
+
+        CREATE FUNCTION gateway_notify_message() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('gateway_changes', json_build_object(
+                'type', 'incident', 'kind', 'message_changed',
+                'tracking', (SELECT tracking FROM incidents WHERE id = NEW.incident_id),
+                'origin', current_setting('application_name'))::text);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER messages_notify AFTER UPDATE ON messages
+            FOR EACH ROW EXECUTE FUNCTION gateway_notify_message();
         """,
     ),
 ]

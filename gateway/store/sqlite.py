@@ -217,6 +217,12 @@ class SqliteStore:
         except (TemporaryFailure, TimeoutError):
             return False
 
+    async def follow(self, publish: Callable[[dict[str, Any]], None]) -> None:
+        """Nothing to follow: one process owns an SQLite database."""
+
+    async def broadcast(self, notice: dict[str, Any]) -> None:
+        """Nobody else to tell: one process owns an SQLite database."""
+
     async def _write_loop(self) -> None:
         assert self._writer is not None
         while True:

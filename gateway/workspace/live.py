@@ -29,6 +29,8 @@ MAX_FRAME = 4096  # the client sends nothing but pings
 
 def _relayed(notice: Notice, level: str | None, user: User) -> dict[str, Any] | None:
     """The frame to send for a notice, or None if the agent must not learn of it."""
+    if notice.get("type") == "resync":
+        return {"type": "resync"}  # changes may have been missed: re-read what is shown
     if notice.get("type") != "incident" or not notice.get("tracking"):
         return None
     if level not in user.levels and notice.get("from_level") not in user.levels:

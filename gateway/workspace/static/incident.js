@@ -8,11 +8,12 @@
   if (!section || !target) { return; }
   var tracking = section.dataset.tracking;
   document.addEventListener("cmw-notice", function (ev) {
-    if (ev.detail.tracking !== tracking) { return; }
+    var resync = ev.detail.type === "resync";  // changes may have been missed: re-read
+    if (ev.detail.tracking !== tracking && !resync) { return; }
     fetch("/agent/fragments/incidents/" + encodeURIComponent(tracking), { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
       .then(function (html) { target.innerHTML = html; window.cmwTick(); })
       .catch(function () { /* escalated away or gone: the banner still says it changed */ });
-    if (banner && ev.detail.event !== "message") { banner.hidden = false; }
+    if (banner && !resync && ev.detail.event !== "message") { banner.hidden = false; }
   });
 })();

@@ -14,7 +14,7 @@
   }
   var escalation = document.getElementById("escalation-notice");
   document.addEventListener("cmw-notice", function (ev) {
-    if (ev.detail.type !== "incident") { return; }
+    if (ev.detail.type !== "incident" && ev.detail.type !== "resync") { return; }
     var d = ev.detail;
     if (d.event === "escalated" && escalation && d.level === escalation.dataset.level &&
         (!escalation.dataset.team || d.team === escalation.dataset.team)) {

@@ -1,0 +1,114 @@
+"""Two instances on one PostgreSQL database, in one test process: what one commits reaches the
+other's live bus within a second (LISTEN/NOTIFY), a dropped listening connection is re-opened
+and followed by a resync, and a change whose notification never came is caught by the poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway.core.model import Contact, Inbound
+from tests.conftest import OPEN_TIME
+
+pytestmark = pytest.mark.postgresql_only
+
+
+def whatsapp(pid: str, phone: str, text: str = "No tengo tono") -> Inbound:
+    return Inbound(
+        channel="whatsapp",
+        provider_id=pid,
+        contact=Contact(phone=phone),
+        text=text,
+        received_at=OPEN_TIME,
+        thread_by_contact=True,
+        acknowledge=False,
+    )
+
+
+async def two_instances(start_app: Any, make_settings: Any) -> tuple[Any, Any, Any]:
+    """Gateways A and B on one database; returns (A, B, B's HTTP client)."""
+    _, a = await start_app(make_settings(GATEWAY_INSTANCE="core-a"), adapters={})
+    client_b, b = await start_app(make_settings(GATEWAY_INSTANCE="core-b"), adapters={})
+    for gw in (a, b):
+        await asyncio.wait_for(gw.store.feed.connected.wait(), timeout=5)
+    return a, b, client_b
+
+
+async def next_notice(queue: asyncio.Queue, want: Any, seconds: float = 5.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        notice = await asyncio.wait_for(queue.get(), timeout=deadline - time.monotonic())
+        if want(notice):
+            return notice
+
+
+async def test_a_contact_on_b_reaches_the_live_bus_of_a_within_a_second(
+    start_app, make_settings
+) -> None:
+    a, b, _ = await two_instances(start_app, make_settings)
+    async with a.bus.subscribe() as seen_by_a, b.bus.subscribe() as seen_by_b:
+        started = time.monotonic()
+        receipt = await b.intake.accept(whatsapp("SMfeed1", "+50688880101"))
+        notice = await next_notice(seen_by_a, lambda n: n.get("tracking") == receipt.tracking)
+        assert time.monotonic() - started < 1.0
+        assert notice["event"] == "created" and notice["remote"] is True
+        # B published its own change once, directly; the feed does not echo it back to B.
+        own = [await seen_by_b.get()]
+        await asyncio.sleep(0.5)
+        while not seen_by_b.empty():
+            own.append(seen_by_b.get_nowait())
+        assert [n.get("remote") for n in own if n.get("tracking") == receipt.tracking] == [None]
+
+
+async def test_an_escalation_on_one_instance_tells_the_other_which_queues_changed(
+    start_app, make_settings, agent_token
+) -> None:
+    a, b, client_b = await two_instances(start_app, make_settings)
+    receipt = await b.intake.accept(whatsapp("SMfeed2", "+50688880102"))
+    token = await agent_token(b)
+    async with a.bus.subscribe() as seen_by_a:
+        resp = await client_b.post(
+            f"/api/v1/incidents/{receipt.tracking}/escalate",
+            json={"level": "L2", "team": "redes", "reason": "falla en troncal SIP"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status == 200, await resp.text()
+        notice = await next_notice(seen_by_a, lambda n: n.get("event") == "escalated")
+    assert notice["tracking"] == receipt.tracking
+    assert (notice["from_level"], notice["level"], notice["team"]) == ("L1", "L2", "redes")
+
+
+async def test_a_dropped_listener_reconnects_and_resyncs(start_app, make_settings) -> None:
+    a, b, _ = await two_instances(start_app, make_settings)
+    async with a.bus.subscribe() as seen_by_a:
+        with psycopg.connect(a.settings.db_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'core-a:feed'"
+            )
+        await next_notice(seen_by_a, lambda n: n.get("type") == "resync", seconds=10)
+        await asyncio.wait_for(a.store.feed.connected.wait(), timeout=10)
+        assert a.store.feed.reconnects == 1
+        receipt = await b.intake.accept(whatsapp("SMfeed3", "+50688880103"))
+        await next_notice(seen_by_a, lambda n: n.get("tracking") == receipt.tracking)
+
+
+async def test_a_change_never_notified_is_caught_by_the_poll(start_app, make_settings) -> None:
+    a, b, _ = await two_instances(start_app, make_settings)
+    receipt = await b.intake.accept(whatsapp("SMfeed4", "+50688880104"))
+    async with a.bus.subscribe() as seen_by_a:
+        # A session whose triggers do not fire: its event is committed with no notification,
+        # as if the notification had been lost on the way.
+        with psycopg.connect(a.settings.db_url, autocommit=True) as quiet:
+            quiet.execute("SET session_replication_role = replica")
+            quiet.execute(
+                "INSERT INTO events (incident_id, at, actor, kind, detail)"
+                " SELECT id, now(), 'system', 'note', '{}' FROM incidents WHERE tracking = %s",
+                (receipt.tracking,),
+            )
+        notice = await next_notice(seen_by_a, lambda n: n.get("type") == "resync", seconds=10)
+    assert notice == {"type": "resync"}
