@@ -277,6 +277,7 @@ def _build(r: _Reader) -> Settings:
             max_frame_bytes=r.int("webchat", "max_frame_bytes", low=256),
             messages_per_minute=r.int("webchat", "messages_per_minute", low=1),
             max_sockets_per_ip=r.int("webchat", "max_sockets_per_ip", low=1),
+            max_sockets_per_visitor=r.int("webchat", "max_sockets_per_visitor", low=1),
             heartbeat=r.duration("webchat", "heartbeat"),
         ),
         click2call=Click2CallSettings(

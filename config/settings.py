@@ -94,6 +94,7 @@ class WebchatSettings:
     max_frame_bytes: int
     messages_per_minute: int
     max_sockets_per_ip: int
+    max_sockets_per_visitor: int
     heartbeat: timedelta
 
 

@@ -1,19 +1,18 @@
 """The `webchat` outbox sender: agent messages to the visitor's open sockets, or left for replay.
 
-Delivers to every socket of the visitor held by *this* process (`hub`). With no
-socket open the message stays stored (the next `hello` replays it) and, for replies to a
-contact who gave an email, an email copy is queued for the email channel's sender. Limitation:
-a multi-instance gateway only reaches sockets on the instance whose outbox worker takes the row;
-the others see it on replay (a bus shared between instances would lift this).
+Delivers to every socket of the visitor: those held by this process (`hub`) directly, those
+held by another instance through the store's broadcast (`presence` says where). With no
+socket open anywhere the message stays stored (the next `hello` replays it) and, for replies
+to a contact who gave an email, an email copy is queued for the email channel's sender.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from adapters.webchat.hub import Hub
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import OutboundItem, SendError
 from gateway.core.timeutil import iso
@@ -42,9 +41,9 @@ def _queue_email_copy(tx: Tx, item: OutboundItem, email: str, now: datetime) -> 
 class Delivery:
     """Sends outbox rows of channel `webchat` (kinds "reply", "ack", "notice"...)."""
 
-    def __init__(self, gw: Gateway, hub: Hub):
+    def __init__(self, gw: Gateway, fan_out: Callable[[str, str], Awaitable[int]]):
         self.gw = gw
-        self.hub = hub
+        self.fan_out = fan_out  # (visitor, frame) -> sockets reached here, -1 if elsewhere
 
     async def send(self, item: OutboundItem) -> str | None:
         """Deliver one row; returns "ws:N", "email-fallback" or "stored-for-replay"."""
@@ -57,7 +56,12 @@ class Delivery:
             "tracking": item.tracking,
         }
         data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-        delivered = await self.hub.send(item.recipient, data)
+        try:
+            delivered = await self.fan_out(item.recipient, data)
+        except TemporaryFailure as exc:
+            raise SendError("could not reach the other instances", retry_after=5) from exc
+        if delivered < 0:
+            return "ws:relayed"
         if delivered:
             return f"ws:{delivered}"
         email = item.payload.get("email")

@@ -7,14 +7,18 @@ through `delivery`; pages and widget through `page`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from adapters.webchat import presence
 from adapters.webchat.delivery import Delivery, email_guard
 from adapters.webchat.frames import FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
@@ -68,6 +72,7 @@ class WebChat:
         self.hub = Hub(self.cfg.messages_per_minute)
         self.origins = allowed_origins(gw)
         self.countries = frozenset(gw.settings.routing.lines)
+        self.instance = gw.settings.instance
 
     # -- handshake and frame loop ---------------------------------------------------------
     async def socket(self, request: web.Request) -> web.StreamResponse:
@@ -102,8 +107,83 @@ class WebChat:
         finally:
             if session.visitor:
                 self.hub.leave(session.visitor, ws)
+                await self._leave(session.visitor)
             self.hub.release_ip(ip)
         return ws
+
+    async def _join(self, ws: web.WebSocketResponse, session: Session, visitor: str) -> bool:
+        """Record the socket in the shared presence (the visitor's cap holds across
+        instances); False when refused, with the socket told and closed."""
+        cap, now, instance = self.cfg.max_sockets_per_visitor, self.gw.clock(), self.instance
+        try:
+            joined = await self.gw.store.transact(
+                lambda tx: presence.join(tx, instance, visitor, now, cap)
+            )
+        except TemporaryFailure:
+            await self._error(ws, session, "unavailable")
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
+            return False
+        if not joined:
+            await self._error(ws, session, "too_many_sockets")
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many sockets")
+        return joined
+
+    async def _leave(self, visitor: str) -> None:
+        instance = self.instance
+        try:
+            await self.gw.store.transact(lambda tx: presence.leave(tx, instance, visitor))
+        except Exception as exc:  # the heartbeat's reconciliation corrects the count
+            log.warning("chat presence not updated on close: %s", exc)
+
+    async def fan_out(
+        self, visitor: str, data: str, skip: web.WebSocketResponse | None = None
+    ) -> int:
+        """Send a frame to the visitor's sockets here and, through the store, on other
+        instances; returns how many sockets here got it (-1: relayed to another instance)."""
+        sent = await self.hub.send(visitor, data, skip=skip)
+        now, instance = self.gw.clock(), self.instance
+        if await self.gw.store.read(lambda tx: presence.held_elsewhere(tx, instance, visitor, now)):
+            await self.gw.store.broadcast({"type": "chat", "visitor": visitor, "data": data})
+            return sent or -1
+        return sent
+
+    async def _relay_in(self) -> None:
+        """Chat frames other instances broadcast for visitors whose sockets are here."""
+        async with self.gw.bus.subscribe() as queue:
+            while True:
+                notice = await queue.get()
+                if notice.get("type") == "chat" and isinstance(notice.get("visitor"), str):
+                    await self.hub.send(notice["visitor"], str(notice.get("data", "")))
+
+    async def _heartbeat(self) -> None:
+        """Keep this instance's presence rows fresh; once a minute, fix their counts."""
+        beats = 0
+        while True:
+            await asyncio.sleep(presence.HEARTBEAT.total_seconds())
+            beats += 1
+            counts = {v: len(s) for v, s in self.hub.visitors.items()} if beats % 6 == 0 else None
+            now, instance = self.gw.clock(), self.instance
+            try:
+                await self.gw.store.transact(
+                    lambda tx, i=instance, n=now, c=counts: presence.refresh(tx, i, n, c)
+                )
+            except Exception as exc:
+                log.warning("chat presence heartbeat failed: %s", exc)
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """At start forget this instance's old presence; run the heartbeat and the relay."""
+        instance = self.instance
+        await self.gw.store.transact(lambda tx: presence.forget_instance(tx, instance))
+        tasks = [
+            asyncio.create_task(self._heartbeat(), name="webchat-presence"),
+            asyncio.create_task(self._relay_in(), name="webchat-relay"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _limit(self, ws: web.WebSocketResponse, session: Session) -> None:
         await self._error(ws, session, "rate_limited")
@@ -162,6 +242,8 @@ class WebChat:
         visitor = visitor or new_visitor_id()
         if session.visitor is None:
             # Join before reading: a reply committed after the read is then delivered live.
+            if not await self._join(ws, session, visitor):
+                return
             self.hub.join(visitor, ws)
             session.visitor = visitor
         if hello.lang:
@@ -276,7 +358,7 @@ class WebChat:
             frame = {"type": "message", "from": "customer", "text": text}
             frame.update(at=iso(self.gw.clock()), id=receipt.message_id, client_id=cid)
             frame["tracking"] = receipt.tracking
-            await self.hub.send(session.visitor, _dump(frame), skip=ws)
+            await self.fan_out(session.visitor, _dump(frame), skip=ws)
 
 
 def _client_id_of(raw: str) -> str | None:
@@ -294,5 +376,7 @@ def setup(gw: Gateway) -> None:
     gw.extras["webchat"] = chat
     ChatPages(gw).add_routes(gw.app)
     gw.app.router.add_get("/chat/ws", chat.socket)
-    gw.outbox.register("webchat", Delivery(gw, chat.hub).send)
+    gw.add_migrations("webchat", presence.MIGRATIONS)
+    gw.app.cleanup_ctx.append(chat.lifecycle)
+    gw.outbox.register("webchat", Delivery(gw, chat.fan_out).send)
     gw.reply_guards["webchat"] = email_guard
