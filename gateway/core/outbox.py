@@ -1,7 +1,8 @@
 """The outbox worker: delivers queued rows through per-channel senders registered by adapters.
 
-Rows are leased (status 'sending' with a lease) before sending, so a crashed worker's rows are
-taken again after the lease; delivery is at-least-once. Failures retry with capped exponential
+Rows are leased (status 'sending' with a lease of 25 s, renewed while the send runs) before
+sending, so a crashed worker's rows are taken again after the lease, by any instance;
+delivery is at-least-once. Failures retry with capped exponential
 backoff and full jitter; permanent failures or too many attempts dead-letter the row with its
 reason, visible on the incident. One failing row never stops the loop.
 """
@@ -13,12 +14,13 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import OutboxSettings
 from gateway.core.bus import Bus
+from gateway.core.lease import LEASE, kept_alive
 from gateway.core.model import OutboundItem, SendError
 from gateway.core.timeutil import Clock, iso, parse_iso
 from gateway.store.protocol import Store
@@ -26,7 +28,6 @@ from gateway.store.tx import Row, Tx
 
 log = logging.getLogger(__name__)
 Sender = Callable[[OutboundItem], Awaitable[str | None]]
-LEASE = timedelta(minutes=2)
 POLL = 1.0
 
 
@@ -50,12 +51,22 @@ def _item(row: Row, tracking: str | None) -> OutboundItem:
     )
 
 
-def _claim(tx: Tx, now: datetime, channels: list[str], limit: int) -> list[OutboundItem]:
+def _claim(
+    tx: Tx, now: datetime, channels: list[str], limit: int, lease: timedelta = LEASE
+) -> list[OutboundItem]:
     items = []
-    for row in tx.claim_outbox(now, now + LEASE, channels, limit):
+    for row in tx.claim_outbox(now, now + lease, channels, limit):
         inc = tx.incident(row["incident_id"]) if row["incident_id"] else None
         items.append(_item(row, inc["tracking"] if inc else None))
     return items
+
+
+def _renew(tx: Tx, ids: Sequence[int], until: datetime) -> None:
+    marks = ", ".join("?" * len(ids))
+    tx.execute(
+        f"UPDATE outbox SET lease_until = ? WHERE status = 'sending' AND id IN ({marks})",
+        (iso(until), *ids),
+    )
 
 
 def _record(
@@ -125,8 +136,10 @@ class Outbox:
         bus: Bus | None = None,
         metrics: Any = None,
         seed: int | None = None,
+        lease: timedelta = LEASE,
     ):
         self.store = store
+        self.lease = lease  # how long a claimed row is this worker's (renewed while sending)
         self.clock = clock
         self.settings = settings
         self.metrics = metrics
@@ -165,9 +178,12 @@ class Outbox:
         nothing_due = due is None or due > iso(now)
         if nothing_due and not await self._leases_expired(now, channels):
             return 0
-        items = await self.store.transact(lambda tx: _claim(tx, now, channels, limit))
+        lease = self.lease
+        items = await self.store.transact(lambda tx: _claim(tx, now, channels, limit, lease))
         if items:
-            await asyncio.gather(*(self._deliver(item) for item in items))
+            ids = [item.id for item in items]
+            async with kept_alive(self.store, self.clock, _renew, ids, lease):
+                await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
 
     async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:

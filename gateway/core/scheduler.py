@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.core.bus import Bus
+from gateway.core.lease import LEASE, kept_alive
 from gateway.core.metrics import Metrics
 from gateway.core.timeutil import Clock, iso, parse_iso
 from gateway.store.protocol import Store
@@ -23,7 +24,6 @@ from gateway.store.tx import Row, Tx
 
 log = logging.getLogger(__name__)
 JobHandler = Callable[[dict[str, Any]], Awaitable[None]]
-JOB_LEASE = timedelta(minutes=5)
 JOB_MAX_ATTEMPTS = 5
 BREACH_EVERY = 30.0
 TICK = 1.0
@@ -113,9 +113,17 @@ def _claim_jobs(tx: Tx, now: datetime, kinds: list[str]) -> list[Row]:
     for row in rows:
         tx.execute(
             "UPDATE jobs SET run_at = ?, attempts = attempts + 1 WHERE id = ?",
-            (iso(now + JOB_LEASE), row["id"]),
+            (iso(now + LEASE), row["id"]),
         )
     return rows
+
+
+def _renew_jobs(tx: Tx, ids: Sequence[int], until: datetime) -> None:
+    marks = ", ".join("?" * len(ids))
+    tx.execute(
+        f"UPDATE jobs SET run_at = ? WHERE state = 'pending' AND id IN ({marks})",
+        (iso(until), *ids),
+    )
 
 
 def _finish_job(tx: Tx, job_id: int, now: datetime, error: str | None, attempts: int) -> None:
@@ -171,18 +179,23 @@ class Scheduler:
         if due is None or due > iso(now):
             return 0
         jobs = await self.store.transact(lambda tx: _claim_jobs(tx, now, kinds))
-        for job in jobs:
-            error = None
-            try:
-                await self.handlers[job["kind"]](json.loads(job["payload"]))
-            except Exception as exc:
-                log.exception("job %s/%s failed", job["kind"], job["key"])
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            attempts = job["attempts"] + 1
-            done_at = self.clock()
-            await self.store.transact(
-                lambda tx, j=job, e=error, a=attempts, d=done_at: _finish_job(tx, j["id"], d, e, a)
-            )
+        running = [j["id"] for j in jobs]  # leases kept alive until each job is finished
+        async with kept_alive(self.store, self.clock, _renew_jobs, running):
+            for job in jobs:
+                error = None
+                try:
+                    await self.handlers[job["kind"]](json.loads(job["payload"]))
+                except Exception as exc:
+                    log.exception("job %s/%s failed", job["kind"], job["key"])
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                attempts = job["attempts"] + 1
+                done_at = self.clock()
+                await self.store.transact(
+                    lambda tx, j=job, e=error, a=attempts, d=done_at: _finish_job(
+                        tx, j["id"], d, e, a
+                    )
+                )
+                running.remove(job["id"])
         return len(jobs)
 
     async def refresh_gauges(self) -> None:
