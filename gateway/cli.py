@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from config.loader import ConfigError, display_url, load_settings, masked
@@ -30,7 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run HTTP, SMTP and the scheduler in one process")
-    sub.add_parser("migrate", help="create or migrate the database schema, then exit")
+    migrate = sub.add_parser("migrate", help="create or migrate the database schema, then exit")
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="sqlite:///path.db",
+        help="copy an SQLite gateway's data into the empty PostgreSQL database of GATEWAY_DB",
+    )
+    backup = sub.add_parser("backup", help="write a consistent copy of the database to PATH")
+    backup.add_argument("path")
+    restore = sub.add_parser("restore", help="restore a backup into the empty GATEWAY_DB")
+    restore.add_argument("path")
     sub.add_parser("check-config", help="validate and print the effective configuration")
     sub.add_parser("replay", help="process again the inbound items shunted by a failure")
     user = sub.add_parser("user", help="manage agents").add_subparsers(dest="action", required=True)
@@ -112,8 +124,72 @@ async def _with_store(settings: Settings, fn: Callable[[Tx], T]) -> T:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.source:
+        return _migrate_from(settings, args.source)
     asyncio.run(_with_store(settings, lambda tx: None))
     print(f"database {display_url(settings.db_url)} is up to date")
+    return 0
+
+
+def _migrate_from(settings: Settings, source: str) -> int:
+    """Copy an SQLite database into the empty PostgreSQL one and verify every table."""
+    from gateway.store.postgres import is_postgres_url
+    from gateway.store.sqlite import sqlite_path
+    from gateway.store.transfer import TransferError, copy_sqlite_to_postgres
+
+    if not is_postgres_url(settings.db_url):
+        print(
+            "error: --from copies into PostgreSQL: set GATEWAY_DB=postgresql://...", file=sys.stderr
+        )
+        return 2
+    if not source.startswith("sqlite:///") or not Path(sqlite_path(source)).is_file():
+        print(f"error: --from {source!r} is not an existing sqlite:///path.db", file=sys.stderr)
+        return 2
+    # Both databases at the latest schema: the same columns on each side.
+    asyncio.run(_with_store(replace(settings, db_url=source), lambda tx: None))
+    asyncio.run(_with_store(settings, lambda tx: None))
+    try:
+        checks = copy_sqlite_to_postgres(sqlite_path(source), settings.db_url)
+    except TransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'table':<28} {'sqlite rows':>12} {'postgresql rows':>16}  checksum")
+    for check in checks:
+        state = "ok" if check.ok else f"MISMATCH ({check.source_sum} != {check.target_sum})"
+        print(
+            f"{check.table:<28} {check.source_rows:>12} {check.target_rows:>16}"
+            f"  {check.target_sum} {state}"
+        )
+    failed = [c.table for c in checks if not c.ok]
+    if failed:
+        print(f"error: {len(failed)} table(s) differ: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"copied and verified {len(checks)} tables into {display_url(settings.db_url)}")
+    return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.store.backup import BackupError, backup
+
+    try:
+        size = backup(settings.db_url, Path(args.path))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup of {display_url(settings.db_url)} written to {args.path} ({size} bytes)")
+    return 0
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.store.backup import BackupError, restore
+
+    try:
+        restore(settings.db_url, Path(args.path))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(_with_store(settings, lambda tx: None))  # a backup of an older version
+    print(f"restored {args.path} into {display_url(settings.db_url)}")
     return 0
 
 
@@ -180,6 +256,8 @@ def _telegram(settings: Settings, args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve,
     "migrate": _migrate,
+    "backup": _backup,
+    "restore": _restore,
     "check-config": _check_config,
     "replay": _replay,
     "user": _user,
