@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 test: lint
-	tools/ensure-chromium.sh
+	tools/ensure-test-packages.sh
 	$(BIN)/python -m pytest -q
 
 format: $(STAMP)
