@@ -53,3 +53,9 @@ class TemporaryFailure(GatewayError):
 class Shunted(TemporaryFailure):
     """The input is committed as a shunted receipt (its processing hit a bug); the sender is
     told to retry, and `python -m gateway replay` processes it once fixed."""
+
+
+class Misconfigured(GatewayError):
+    """The gateway cannot run as configured (the operator must change a setting)."""
+
+    code = "misconfigured"

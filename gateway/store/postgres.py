@@ -21,10 +21,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -33,7 +34,7 @@ from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
 from psycopg.rows import dict_row
 
-from gateway.core.errors import GatewayError, TemporaryFailure
+from gateway.core.errors import GatewayError, Misconfigured, TemporaryFailure
 from gateway.core.tracking import format_tracking
 from gateway.store.migration import Migration, Plan
 from gateway.store.pgfeed import CHANNEL, ChangeFeed
@@ -135,6 +136,24 @@ class _BoolAsIntDumper(Dumper):
         return b"1" if obj else b"0"
 
 
+def configure_session(
+    conn: psycopg.Connection[Any], lock_timeout_ms: int = 5000, statement_timeout_ms: int = 30000
+) -> None:
+    """Row conversions and session settings of one new connection.
+
+    The session runs in UTC (the timestamp loader relies on it). A write that waits for a lock
+    held elsewhere (a migration, an operator's session) gives up after `lock_timeout_ms`, as
+    SQLite's busy timeout does, so the sender gets its temporary failure (503, 451) while it
+    still waits for an answer. Set with SET, not the `options` startup parameter, which
+    PgBouncer refuses.
+    """
+    configure_adapters(conn)
+    conn.execute(
+        f"SET TIME ZONE 'UTC'; SET lock_timeout = {int(lock_timeout_ms)};"
+        f" SET statement_timeout = {int(statement_timeout_ms)}"
+    )
+
+
 def configure_adapters(conn: psycopg.Connection[Any]) -> None:
     """Register the row conversions on one connection."""
     adapters = conn.adapters
@@ -146,19 +165,8 @@ def configure_adapters(conn: psycopg.Connection[Any]) -> None:
     adapters.register_dumper(bool, _BoolAsIntDumper)
 
 
-def connect_kwargs(
-    lock_timeout_ms: int = 5000, statement_timeout_ms: int = 30000, instance: str = "gateway"
-) -> dict[str, Any]:
-    """Connection settings every connection of the gateway uses.
-
-    A write that waits for a lock held elsewhere (a migration, an operator's session) gives up
-    after `lock_timeout_ms`, as SQLite's busy timeout does, so the sender gets its temporary
-    failure (503, 451) while it still waits for an answer.
-    """
-    options = (
-        f"-c TimeZone=UTC -c lock_timeout={int(lock_timeout_ms)}"
-        f" -c statement_timeout={int(statement_timeout_ms)}"
-    )
+def connect_kwargs(instance: str = "gateway") -> dict[str, Any]:
+    """Connection parameters every connection of the gateway uses (see `configure_session`)."""
     return {
         "autocommit": True,  # transactions are explicit: conn.transaction()
         "row_factory": dict_row,
@@ -168,7 +176,6 @@ def connect_kwargs(
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 5,
-        "options": options,
         # Names this instance in pg_stat_activity and in the change notifications it causes.
         "application_name": instance[:63],
     }
@@ -268,8 +275,8 @@ class PostgresStore:
             self.url,
             min_size=1,
             max_size=self.writers + self.readers + 1,
-            kwargs=connect_kwargs(self.lock_timeout_ms, instance=self.instance),
-            configure=configure_adapters,
+            kwargs=connect_kwargs(self.instance),
+            configure=partial(configure_session, lock_timeout_ms=self.lock_timeout_ms),
             open=False,
             timeout=self.timeout,
             name="gateway",
@@ -279,6 +286,11 @@ class PostgresStore:
         except psycopg_pool.PoolTimeout as exc:
             await self._run(self._pool.close)
             raise TemporaryFailure("the database cannot be reached") from exc
+        try:
+            await self._require_sessions()
+        except BaseException:
+            await self._run(self._pool.close)
+            raise
         self._tasks = [
             asyncio.create_task(self._write_loop(), name=f"store-writer-{i}")
             for i in range(self.writers)
@@ -301,6 +313,31 @@ class PostgresStore:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    async def _require_sessions(self) -> None:
+        """Refuse a transaction-pooling proxy (PgBouncer's pool_mode=transaction, checklist D6):
+        LISTEN and session advisory locks need a connection that stays one session. A probe
+        notification sent from the pool must reach a listening connection."""
+        token = secrets.token_hex(8)
+        channel = f"gateway_probe_{token}"
+        try:
+            listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            raise TemporaryFailure("the database cannot be reached") from exc
+        try:
+            await listener.execute(f"LISTEN {channel}")
+            await self._run(self._notify_sync, token, channel)
+            async for note in listener.notifies(timeout=3.0):
+                if note.payload == token:
+                    return
+        finally:
+            await listener.close()
+        raise Misconfigured(
+            "GATEWAY_DB reaches PostgreSQL through a transaction-pooling proxy (PgBouncer"
+            " pool_mode=transaction?): a notification sent on one connection never reached"
+            " another. Several instances need LISTEN/NOTIFY and session locks: connect to"
+            " PostgreSQL directly or through a session-mode pool."
+        )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -378,10 +415,10 @@ class PostgresStore:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise TemporaryFailure("the other instances cannot be told right now") from exc
 
-    def _notify_sync(self, payload: str) -> None:
+    def _notify_sync(self, payload: str, channel: str = CHANNEL) -> None:
         assert self._pool is not None
         with self._pool.connection() as conn:
-            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     # group commit ------------------------------------------------------------------------------
     async def _write_loop(self) -> None:

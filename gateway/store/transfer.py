@@ -23,7 +23,7 @@ import psycopg
 
 from gateway.core.timeutil import iso
 from gateway.core.tracking import parse_tracking
-from gateway.store.postgres import configure_adapters, connect_kwargs
+from gateway.store.postgres import configure_session, connect_kwargs
 
 CHUNK = 2000
 Report = Callable[[str], None]
@@ -55,8 +55,8 @@ def copy_sqlite_to_postgres(
     holds any data."""
     source = sqlite3.connect(f"file:{sqlite_file}?mode=ro", uri=True)
     try:
-        with psycopg.connect(pg_url, **connect_kwargs(instance="migrate-from")) as target:
-            configure_adapters(target)
+        with psycopg.connect(pg_url, **connect_kwargs("migrate-from")) as target:
+            configure_session(target)
             tables = _tables_in_order(target)
             _require_empty(target, tables)
             kinds = {table: _column_types(target, table) for table in tables}
