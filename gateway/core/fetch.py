@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from gateway.core.services import Gateway
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = timedelta(minutes=1)  # the persisted job runs if the immediate fetch did not finish
+# The persisted job runs if the immediate fetch did not finish (its instance died, the fetch
+# failed): any instance takes it, within half a minute as every claimed work (gateway.core.lease).
+RETRY_AFTER = timedelta(seconds=25)
 PARALLEL_FETCHES = 4
 
 
