@@ -73,15 +73,20 @@ def _parent(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def postmaster_pid(url: str) -> int:
+    """The process id of a local PostgreSQL server (the parent of every backend)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return _parent(int(row[0]))
+
+
 def pin_postgres(url: str, cpu: int = SERVER_CPU) -> None:
     """Put a local PostgreSQL server's processes on `cpu` (backends forked later inherit it
     from the postmaster), beside the gateway it serves."""
     if not pinning():
         return
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    postmaster = _parent(int(row[0]))
+    postmaster = postmaster_pid(url)
     pin(cpu, postmaster)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -153,6 +158,10 @@ class Databases:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {dbname}")
         return self.admin_url.rsplit("/", 1)[0] + f"/{dbname}"
+
+    def postmaster(self) -> int | None:
+        """The PostgreSQL server's main process id, when there is a server."""
+        return postmaster_pid(self.admin_url) if self.admin_url else None
 
     def describe(self, kind: str) -> str:
         """One line on how the database runs."""
