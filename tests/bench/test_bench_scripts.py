@@ -1,0 +1,98 @@
+"""The benchmark scripts run end to end at a tiny size, and bench/all.py can read what they
+write. Nothing here looks at a timing: speed is what the scripts print, not what a test checks.
+
+Scripts that take `--db` run once with `--db both`, which covers PostgreSQL beside SQLite in one
+run (SQLite alone, with the script's one line about the missing server, where the machine has no
+PostgreSQL binaries). PostgreSQL goes through one durable throwaway cluster for the module,
+named in BENCH_PG_SERVER as bench/all.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.all import rows
+from tests.conftest import PG_BINDIR
+from tests.pgcluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {
+    "webhook": ["--requests", "40", "--conns", "4", "--rounds", "1"],
+    "intake": ["--intakes", "60", "--concurrency", "5"],
+    "smtp": ["--messages", "20", "--sequential", "5", "--clients", "4", "--rounds", "1"],
+    "queue": ["--incidents", "2000", "--requests", "50"],
+    "chat": ["20"],
+    "instances": ["--requests", "40", "--conns", "4", "--rounds", "1"],
+    "pgdriver": ["--transactions", "20", "--concurrency", "1", "10"],
+}
+# How each script's measures are labelled in bench/all.py's table.
+LABELS = {"instances": "two instances", "pgdriver": "pgdriver"}
+
+
+@pytest.fixture(scope="module")
+def bench_env() -> Iterator[dict[str, str]]:
+    """The scripts' environment: no CPU pinning (the suite shares the machine) and, where the
+    binaries exist, a durable PostgreSQL server."""
+    env = {**os.environ, "BENCH_NO_PIN": "1"}
+    if PG_BINDIR is None:
+        yield env
+        return
+    cluster = Cluster(PG_BINDIR, durable=True).start()
+    try:
+        yield {**env, "BENCH_PG_SERVER": cluster.url()}
+    finally:
+        cluster.stop()
+
+
+def run(script: str, args: list[str], env: dict[str, str], tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}.py", *TINY[script], *args, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def table_values(script: str, figures: dict) -> dict[str, tuple[object, object]]:
+    """bench/all.py's table rows of this script: label -> (SQLite, PostgreSQL) values."""
+    every = {name: {} for name in TINY} | {script: figures}
+    prefix = LABELS.get(script, f"{script}:")
+    return {label: (lite, pg) for label, lite, pg, _, _ in rows(every, quick=True)
+            if label.startswith(prefix)}  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["webhook", "intake", "smtp", "queue", "chat"])
+def test_script_prints_both_databases(
+    script: str, bench_env: dict[str, str], tmp_path: Path
+) -> None:
+    figures = run(script, ["--db", "both"], bench_env, tmp_path)
+    kinds = ["sqlite"] + (["postgresql"] if "BENCH_PG_SERVER" in bench_env else [])
+    assert sorted(k for k in figures if k != "postgresql_to_sqlite") == sorted(kinds)
+    values = table_values(script, figures)
+    assert values, f"bench/all.py shows nothing of {script}"
+    for label, (lite, pg) in values.items():
+        assert lite is not None, f"{label}: no SQLite figure for bench/all.py"
+        if "postgresql" in kinds:
+            assert pg is not None, f"{label}: no PostgreSQL figure for bench/all.py"
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("script", ["instances", "pgdriver"])
+def test_postgresql_script_runs(
+    script: str, db_backend: str, bench_env: dict[str, str], tmp_path: Path
+) -> None:
+    figures = run(script, [], bench_env, tmp_path)
+    values = table_values(script, figures)
+    assert values and all(pg is not None for _, pg in values.values()), values
