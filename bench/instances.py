@@ -2,8 +2,8 @@
 
 Each phase starts real `python -m gateway serve` processes (tests/instances.py: one public URL,
 one secret key, each its own HTTP and SMTP ports) on a fresh database of a durable throwaway
-PostgreSQL cluster (fsync on), warms them up, then drives them with bench/webhook.py's load
-generator: 50 keep-alive connections posting Twilio-signed WhatsApp forms, spread over the
+PostgreSQL cluster (fsync on), warms them up, then drives them with the webhook's load generator
+(bench/loadgen.py): 50 keep-alive connections posting Twilio-signed WhatsApp forms, spread over the
 instances (connection k goes to instance k mod N), bounded by a request count and a time limit,
 loopback only. Two consecutive forms come from the same phone, so with two instances the two
 messages of one contact usually arrive on different instances at the same moment: the
@@ -36,7 +36,7 @@ import statistics
 import tempfile
 
 from bench.databases import POSTGRESQL, SERVER_CPU, Databases, count, pin, write_json
-from bench.webhook import SID, TOKEN, drive
+from bench.loadgen import SID, TOKEN, drive
 from tests.instances import PUBLIC_URL, Instance
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -2,8 +2,8 @@
 on SQLite and on PostgreSQL (`--db`, default both), in one run.
 
 Each server runs in this process (pinned to CPU 0 when there are two, with the PostgreSQL
-server's processes); the load comes from a second process (this script with --load, pinned to
-CPU 1): 50 keep-alive connections (a lean HTTP/1.1 client, or aiohttp's with --client aiohttp)
+server's processes); the load comes from a second process (bench/loadgen.py, pinned to CPU 1):
+50 keep-alive connections (a lean HTTP/1.1 client, or aiohttp's with --client aiohttp)
 posting Twilio-signed WhatsApp forms, bounded by a request count and a time limit, loopback only.
 The bare handler (parse the form, answer TwiML) is the baseline. Then, on each database, three
 floors and the gateway: the bare handler plus one group-committed row per request in the
@@ -14,7 +14,10 @@ SQLite is file-backed (WAL, synchronous=FULL); PostgreSQL a durable throwaway cl
 CPU" is this process's CPU per request (the PostgreSQL server's own processes are not in it).
 Every phase runs once per round (--rounds, 3 by default); the ratios are taken within a round and
 their median printed, since the bare handler alone moves by a quarter between runs here.
+With --rate R, instead, the gateway alone on each database at R req/s offered (open loop): its
+p50/p99 (issue 19: p99 <= 25 ms at 1,000 req/s).
 Usage: python bench/webhook.py [--requests 3000] [--conns 50] [--rounds 3] [--db both]
+       python bench/webhook.py --rate 1000 [--requests 3000]
 """
 
 from __future__ import annotations
@@ -22,28 +25,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import statistics
 import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlencode
 
 # Run as a script, Python puts bench/ first on sys.path, where a sibling benchmark's module
 # (e.g. queue.py) would shadow the standard library: use the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bench.databases import (
     LABELS,
-    LOAD_CPU,
     POSTGRESQL,
     SERVER_CPU,
     SQLITE,
@@ -52,148 +49,13 @@ from bench.databases import (
     pin,
     write_json,
 )
+from bench.loadgen import PATH, SID, TOKEN, drive
 from gateway.core.timeutil import iso, utcnow
 from gateway.store.postgres import PostgresStore
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
 from gateway.store.tx import Tx
 from routing.phone import country_of_phone, normalize_phone
-
-PATH = "/webhooks/twilio/whatsapp"
-SID = "AC" + "0" * 32
-TOKEN = "bench-auth-token-0123456789abcdef"
-
-
-def forms(n: int, public_url: str, tag: str) -> list[tuple[bytes, str]]:
-    """n signed WhatsApp forms (~600 bytes); two messages per phone: new incident + follow-up."""
-    validator = RequestValidator(TOKEN)
-    out = []
-    for i in range(n):
-        sid = "SM" + uuid.uuid4().hex
-        params = [
-            ("SmsMessageSid", sid),
-            ("NumMedia", "0"),
-            ("ProfileName", f"Cliente {i}"),
-            ("MessageType", "text"),
-            ("SmsSid", sid),
-            ("WaId", f"5068{tag}{i // 2:06d}"),
-            ("SmsStatus", "received"),
-            ("Body", "Hola, no tengo tono en mi línea desde esta mañana, ¿me pueden ayudar?"),
-            ("To", "whatsapp:+50640004000"),
-            ("NumSegments", "1"),
-            ("ReferralNumMedia", "0"),
-            ("MessageSid", sid),
-            ("AccountSid", SID),
-            ("From", f"whatsapp:+5068{tag}{i // 2:06d}"),
-            ("ApiVersion", "2010-04-01"),
-        ]
-        signature = validator.compute_signature(public_url + PATH, dict(params))
-        out.append((urlencode(params).encode(), signature))
-    return out
-
-
-async def _aiohttp_worker(
-    session: aiohttp.ClientSession, url: str, queue: asyncio.Queue, stats: Stats
-) -> None:
-    while not queue.empty() and time.perf_counter() < stats.deadline:
-        body, signature = queue.get_nowait()
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        }
-        started = time.perf_counter()
-        async with session.post(url + PATH, data=body, headers=headers) as resp:
-            await resp.read()
-        stats.record(started, resp.status)
-
-
-async def _raw_worker(url: str, queue: asyncio.Queue, stats: Stats) -> None:
-    """HTTP/1.1 keep-alive by hand: a far cheaper client, so the server is what is measured."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        while not queue.empty() and time.perf_counter() < stats.deadline:
-            body, signature = queue.get_nowait()
-            head = (
-                f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n"
-                f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
-            )
-            started = time.perf_counter()
-            writer.write(head.encode() + body)
-            raw = await reader.readuntil(b"\r\n\r\n")
-            lines = raw.decode("latin-1").split("\r\n")
-            length = next(
-                int(line.split(":", 1)[1])
-                for line in lines
-                if line.lower().startswith("content-length:")
-            )
-            await reader.readexactly(length)
-            stats.record(started, int(lines[0].split()[1]))
-    finally:
-        writer.close()
-
-
-class Stats:
-    """Latencies and status counts of one phase."""
-
-    def __init__(self, limit: float):
-        self.deadline = time.perf_counter() + limit
-        self.latencies: list[float] = []
-        self.statuses: dict[int, int] = {}
-
-    def record(self, started: float, status: int) -> None:
-        self.latencies.append(time.perf_counter() - started)
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-
-
-async def load(args: argparse.Namespace) -> dict:
-    """The second process: post signed forms over `conns` connections; latency stats."""
-    pin(LOAD_CPU)
-    urls = args.load.split(",")  # several instances: the connections are spread over them
-    queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
-    for item in forms(args.requests, args.public_url, args.tag):
-        queue.put_nowait(item)
-    stats = Stats(args.limit)
-    started = time.perf_counter()
-    if args.client == "aiohttp":
-        connector = aiohttp.TCPConnector(limit=args.conns)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            workers = [
-                _aiohttp_worker(session, urls[k % len(urls)], queue, stats)
-                for k in range(args.conns)
-            ]
-            await asyncio.gather(*workers)
-    else:
-        await asyncio.gather(
-            *(_raw_worker(urls[k % len(urls)], queue, stats) for k in range(args.conns))
-        )
-    elapsed = time.perf_counter() - started
-    latencies = sorted(stats.latencies)
-    return {
-        "requests": len(latencies),
-        "statuses": stats.statuses,
-        "seconds": elapsed,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
-
-
-async def drive(url: str, public_url: str, args: argparse.Namespace, tag: str) -> dict:
-    """Run the load generator as a second process and read its JSON result (`url` may name
-    several servers, comma-separated)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--load", url, "--public-url", public_url,
-        "--requests", str(args.requests), "--conns", str(args.conns),
-        "--limit", str(args.limit), "--tag", tag, "--client", args.client,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    cpu = time.process_time()  # this process only serves while the load runs
-    out, _ = await proc.communicate()
-    result = json.loads(out)
-    result["server_cpu_us"] = (time.process_time() - cpu) / max(result["requests"], 1) * 1e6
-    return result
 
 
 async def bare(request: web.Request) -> web.Response:
@@ -409,6 +271,32 @@ def median_spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} [{', '.join(f'{v:.2f}' for v in values)}]"
 
 
+async def at_rate(args: argparse.Namespace) -> None:
+    """The gateway alone on each database at `args.rate` req/s offered: its latency (issue 19:
+    p99 <= 25 ms at 1,000 req/s, every message committed)."""
+    pin(SERVER_CPU)
+    figures: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, Databases(args.db, tmp) as dbs:
+        print(f"{args.requests} signed WhatsApp posts offered at {args.rate:.0f} req/s (open"
+              f" loop), {args.conns} connections")  # fmt: skip
+        for kind in dbs.kinds:
+            print(f"  {dbs.describe(kind)}", flush=True)
+            r = await gateway_phase(dbs.url(kind, "gateway"), args)
+            stored = r["committed"][0]
+            print(
+                f"  {LABELS[kind]:10s} gateway  {r['rps']:7.0f} req/s done  p50 {r['p50_ms']:5.1f}"
+                f" ms  p99 {r['p99_ms']:6.1f} ms  statuses {r['statuses']}  committed {stored}"
+            )
+            if stored != r["statuses"].get("200", 0):
+                raise SystemExit("an acknowledged message is missing from the database")
+            figures[kind] = {
+                "offered_rps": args.rate,
+                **{k: r[k] for k in ("rps", "p50_ms", "p99_ms")},
+            }
+    print("target: p99 <= 25 ms at 1,000 req/s offered")
+    write_json(args.json, figures)
+
+
 async def main(args: argparse.Namespace) -> None:
     pin(SERVER_CPU)
     ratios: dict[str, list[float]] = {}
@@ -495,15 +383,14 @@ def cli() -> None:
         default="raw",
         help="load client: hand-written HTTP/1.1 keep-alive (cheap) or aiohttp's ClientSession",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="instead: the gateway alone at this many req/s offered (open loop), its p50/p99",
+    )
     add_options(parser)
-    parser.add_argument("--load", help=argparse.SUPPRESS)
-    parser.add_argument("--public-url", help=argparse.SUPPRESS)
-    parser.add_argument("--tag", default="1", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load:
-        print(json.dumps(asyncio.run(load(args))))
-    else:
-        asyncio.run(main(args))
+    asyncio.run(at_rate(args) if args.rate else main(args))
 
 
 if __name__ == "__main__":

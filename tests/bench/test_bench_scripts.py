@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.all import rows
+from bench.all import PG_ONLY, RUNS, rows
 from tests.conftest import PG_BINDIR
 from tests.pgcluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
+TINY = {  # by bench/all.py's run key
     "webhook": ["--requests", "40", "--conns", "4", "--rounds", "1"],
+    "webhook_rate": ["--rate", "100", "--requests", "30", "--conns", "4"],
     "intake": ["--intakes", "60", "--concurrency", "5"],
     "smtp": ["--messages", "20", "--sequential", "5", "--clients", "4", "--rounds", "1"],
     "queue": ["--incidents", "2000", "--requests", "50"],
@@ -32,8 +33,7 @@ TINY = {
     "instances": ["--requests", "40", "--conns", "4", "--rounds", "1"],
     "pgdriver": ["--transactions", "20", "--concurrency", "1", "10"],
 }
-# How each script's measures are labelled in bench/all.py's table.
-LABELS = {"instances": "two instances", "pgdriver": "pgdriver"}
+SCRIPTS = {key: script for key, script, *_ in RUNS}
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,10 @@ def bench_env() -> Iterator[dict[str, str]]:
         cluster.stop()
 
 
-def run(script: str, args: list[str], env: dict[str, str], tmp_path: Path) -> dict:
-    out = tmp_path / f"{script}.json"
+def run(key: str, args: list[str], env: dict[str, str], tmp_path: Path) -> dict:
+    out = tmp_path / f"{key}.json"
     done = subprocess.run(
-        [sys.executable, f"bench/{script}.py", *TINY[script], *args, "--json", str(out)],
+        [sys.executable, f"bench/{SCRIPTS[key]}.py", *TINY[key], *args, "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -65,34 +65,32 @@ def run(script: str, args: list[str], env: dict[str, str], tmp_path: Path) -> di
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
-def table_values(script: str, figures: dict) -> dict[str, tuple[object, object]]:
-    """bench/all.py's table rows of this script: label -> (SQLite, PostgreSQL) values."""
-    every = {name: {} for name in TINY} | {script: figures}
-    prefix = LABELS.get(script, f"{script}:")
-    return {label: (lite, pg) for label, lite, pg, _, _ in rows(every, quick=True)
-            if label.startswith(prefix)}  # fmt: skip
-
-
-@pytest.mark.parametrize("script", ["webhook", "intake", "smtp", "queue", "chat"])
-def test_script_prints_both_databases(
-    script: str, bench_env: dict[str, str], tmp_path: Path
-) -> None:
-    figures = run(script, ["--db", "both"], bench_env, tmp_path)
-    kinds = ["sqlite"] + (["postgresql"] if "BENCH_PG_SERVER" in bench_env else [])
-    assert sorted(k for k in figures if k != "postgresql_to_sqlite") == sorted(kinds)
-    values = table_values(script, figures)
-    assert values, f"bench/all.py shows nothing of {script}"
-    for label, (lite, pg) in values.items():
-        assert lite is not None, f"{label}: no SQLite figure for bench/all.py"
-        if "postgresql" in kinds:
+def assert_in_table(key: str, figures: dict, postgresql: bool) -> None:
+    """Every row of bench/all.py's table taken from this run has its figures."""
+    every = {k: {} for k in SCRIPTS} | {key: figures}
+    mine = [row for row in rows(every, quick=True) if row[0] == key]
+    assert mine, f"bench/all.py shows nothing of {key}"
+    for _, label, lite, pg, _, _ in mine:
+        if not label.startswith(PG_ONLY):
+            assert lite is not None, f"{label}: no SQLite figure for bench/all.py"
+        if postgresql:
             assert pg is not None, f"{label}: no PostgreSQL figure for bench/all.py"
 
 
+@pytest.mark.parametrize("key", ["webhook", "webhook_rate", "intake", "smtp", "queue", "chat"])
+def test_script_prints_both_databases(key: str, bench_env: dict[str, str], tmp_path: Path) -> None:
+    figures = run(key, ["--db", "both"], bench_env, tmp_path)
+    postgresql = "BENCH_PG_SERVER" in bench_env
+    kinds = ["sqlite"] + (["postgresql"] if postgresql else [])
+    assert sorted(k for k in figures if k != "postgresql_to_sqlite") == sorted(kinds)
+    assert_in_table(key, figures, postgresql)
+
+
 @pytest.mark.postgresql_only
-@pytest.mark.parametrize("script", ["instances", "pgdriver"])
+@pytest.mark.parametrize("key", ["instances", "pgdriver"])
 def test_postgresql_script_runs(
-    script: str, db_backend: str, bench_env: dict[str, str], tmp_path: Path
+    key: str, db_backend: str, bench_env: dict[str, str], tmp_path: Path
 ) -> None:
-    figures = run(script, [], bench_env, tmp_path)
-    values = table_values(script, figures)
-    assert values and all(pg is not None for _, pg in values.values()), values
+    figures = run(key, [], bench_env, tmp_path)
+    assert list(figures) == ["postgresql"]
+    assert_in_table(key, figures, postgresql=True)
