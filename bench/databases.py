@@ -116,6 +116,7 @@ class Databases:
         self.admin_url: str | None = None
         self.version = ""
         self._count = 0
+        self._created: list[str] = []
 
     def __enter__(self) -> Databases:
         if POSTGRESQL not in self.kinds:
@@ -147,6 +148,10 @@ class Databases:
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None
+        elif self.admin_url and self._created:  # a server we did not start: leave it clean
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                for name in self._created:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def url(self, kind: str, name: str) -> str:
         """A new empty database: an SQLite file, or a database on the PostgreSQL server."""
@@ -157,6 +162,7 @@ class Databases:
         dbname = f"bench_{name}_{os.getpid()}_{self._count}".replace("-", "_")
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {dbname}")
+        self._created.append(dbname)
         return self.admin_url.rsplit("/", 1)[0] + f"/{dbname}"
 
     def postmaster(self) -> int | None:
