@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.all import PG_ONLY, RUNS, rows
-from tests.conftest import PG_BINDIR
-from tests.pgcluster import Cluster
+from tests.pgcluster import Cluster, find_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {  # by bench/all.py's run key
@@ -41,10 +40,11 @@ def bench_env() -> Iterator[dict[str, str]]:
     """The scripts' environment: no CPU pinning (the suite shares the machine) and, where the
     binaries exist, a durable PostgreSQL server."""
     env = {**os.environ, "BENCH_NO_PIN": "1"}
-    if PG_BINDIR is None:
+    bindir = find_bindir()
+    if bindir is None:
         yield env
         return
-    cluster = Cluster(PG_BINDIR, durable=True).start()
+    cluster = Cluster(bindir, durable=True).start()
     try:
         yield {**env, "BENCH_PG_SERVER": cluster.url()}
     finally:
