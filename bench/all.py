@@ -32,7 +32,7 @@ from bench.databases import MISSING, POSTGRESQL, SQLITE, start_cluster, write_js
 
 # key, script, arguments (full run), arguments (--quick), needs PostgreSQL only
 RUNS: list[tuple[str, str, list[str], list[str], bool]] = [
-    ("webhook", "webhook", ["--requests", "2000", "--rounds", "3"],
+    ("webhook", "webhook", ["--requests", "1500", "--rounds", "3"],
      ["--requests", "300", "--rounds", "1"], False),
     ("webhook_rate", "webhook", ["--rate", "1000", "--requests", "3000"],
      ["--rate", "200", "--requests", "200"], False),
