@@ -1,10 +1,14 @@
 """Benchmark: N idle chat sockets held by one gateway process; RSS per socket; one agent message
-to all of them. Usage: `python bench/chat.py 1000 5000 10000` (loopback only).
+to all of them, on SQLite and on PostgreSQL (`--db`, default both). Loopback only.
+
+    .venv/bin/python bench/chat.py 1000 5000 10000 [--db both]
 
 The gateway runs in a subprocess (this file with `--serve`: the real `create_app` with the
-webchat adapter on a file SQLite database, plus one bench-only route that queues an agent reply
-exactly as the agent API does). All N sockets resume the SAME visitor token, so one reply fans
-out to all N; the figure is the time from the request to the last socket's arrival.
+webchat adapter on a fresh database of each kind, plus one bench-only route that queues an agent
+reply exactly as the agent API does), pinned to CPU 0 with the PostgreSQL server when the
+machine has two cores; this process (CPU 1) holds the sockets. All N sockets resume the SAME
+visitor token, so one reply fans out to all N; the figure is the time from the request to the
+last socket's arrival.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+import argparse
 import asyncio
 import gc
 import json
@@ -29,6 +34,16 @@ from typing import Any
 
 import aiohttp
 
+from bench.databases import (
+    LABELS,
+    LOAD_CPU,
+    SERVER_CPU,
+    Databases,
+    add_options,
+    pin,
+    write_json,
+)
+
 ORIGIN = "https://www.callmyway.com"
 
 
@@ -38,9 +53,10 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def serve(port: int, db: str, cap: int) -> None:
+def serve(port: int, url: str, cap: int) -> None:
     """The gateway process: webchat adapter + POST /bench/reply {tracking, text}."""
     raise_nofile()
+    pin(SERVER_CPU)
     from aiohttp import web
 
     from adapters.webchat import ws as webchat_ws
@@ -49,8 +65,10 @@ def serve(port: int, db: str, cap: int) -> None:
     from gateway.core.replies import queue_reply
     from gateway.core.services import GW
 
-    env = {"GATEWAY_DB": f"sqlite:///{db}", "GATEWAY_HTTP_PORT": str(port)}
-    settings = load_settings(env, {"webchat": {"max_sockets_per_ip": cap}})
+    env = {"GATEWAY_DB": url, "GATEWAY_HTTP_PORT": str(port)}
+    # Every socket is one visitor's, from one address: lift both caps above N.
+    limits = {"max_sockets_per_ip": cap, "max_sockets_per_visitor": cap}
+    settings = load_settings(env, {"webchat": limits})
     app = create_app(settings, adapters={"webchat": webchat_ws.setup})
 
     async def reply(request: web.Request) -> web.Response:
@@ -96,18 +114,17 @@ async def until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any
             return frame  # type: ignore[no-any-return]
 
 
-async def run(n: int) -> dict[str, float]:
-    """One measurement with `n` sockets."""
+async def run(n: int, db_url: str) -> dict[str, float]:
+    """One measurement with `n` sockets, the gateway on the database `db_url`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    tmp = tempfile.mkdtemp(prefix="chatbench-")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
         "--serve",
         str(port),
-        f"{tmp}/gateway.db",
+        db_url,
         str(n + 100),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -207,22 +224,37 @@ async def run(n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    """Run each N from argv (default 1000) and print one line per run."""
+    """Run each N on each database and print one line per run."""
     if sys.argv[1:2] == ["--serve"]:
         serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sockets", type=int, nargs="*", default=[1000], help="N (default 1000)")
+    add_options(parser)
+    args = parser.parse_args()
     raise_nofile()
-    for n in [int(a) for a in sys.argv[1:]] or [1000]:
-        r = asyncio.run(run(n))
-        print(
-            f"{r['sockets']:>6} sockets  {r['kib_per_socket']:5.1f} KiB/socket"
-            f" (RSS {r['rss_before_kib'] / 1024:.1f} -> {r['rss_after_kib'] / 1024:.1f} MiB)"
-            f"  one message to all: last arrival {r['last_arrival_ms']:6.1f} ms"
-            f" (server fan-out {r['server_fanout_ms']:6.1f} ms,"
-            f" first->last arrival {r['first_to_last_ms']:6.1f} ms)"
-            f"  connect {r['connect_s']:.1f} s",
-            flush=True,
-        )
+    pin(LOAD_CPU)
+    figures: dict[str, dict[int, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="chatbench-") as tmp, Databases(args.db, tmp) as dbs:
+        for kind in dbs.kinds:
+            print(f"  {dbs.describe(kind)}")
+        print(f"  {dbs.placement()}", flush=True)
+        for n in args.sockets:
+            for kind in dbs.kinds:
+                r = asyncio.run(run(n, dbs.url(kind, "chat")))
+                figures.setdefault(kind, {})[n] = r
+                print(
+                    f"{LABELS[kind]:10s} {r['sockets']:>6} sockets"
+                    f"  {r['kib_per_socket']:5.1f} KiB/socket"
+                    f" (RSS {r['rss_before_kib'] / 1024:.1f}"
+                    f" -> {r['rss_after_kib'] / 1024:.1f} MiB)"
+                    f"  one message to all: last arrival {r['last_arrival_ms']:6.1f} ms"
+                    f" (server fan-out {r['server_fanout_ms']:6.1f} ms,"
+                    f" first->last arrival {r['first_to_last_ms']:6.1f} ms)"
+                    f"  connect {r['connect_s']:.1f} s",
+                    flush=True,
+                )
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Benchmark: the agent queue API over HTTP on a big SQLite file (issue 8).
+"""Benchmark: the agent queue API over HTTP on a big database (issue 8), SQLite and PostgreSQL.
 
-Loads N incidents (10 % open by default) straight through sqlite3 into the core's schema, starts
-the gateway's HTTP app in a second process (pinned to one core when possible), and times
-sequential keep-alive requests from this process: GET /api/v1/queue?level=L1 (50 rows) and
-GET /api/v1/incidents/{tracking}, against GET /healthz (one trivial query) as the bare baseline.
+On each database (`--db`, default both) loads N incidents (10 % open by default) straight into
+the core's schema — SQLite through sqlite3's executemany, PostgreSQL with COPY on a durable
+throwaway cluster — starts the gateway's HTTP app in a second process (pinned to one core when
+possible, with the PostgreSQL server), and times sequential keep-alive requests from this
+process: GET /api/v1/queue?level=L1 (50 rows) and GET /api/v1/incidents/{tracking}, against
+GET /healthz (one trivial query) as the bare baseline. Targets: queue p99 <= 5 ms, incident
+p99 <= 2 ms.
 
     .venv/bin/python bench/queue.py                       # 1,000,000 incidents
     .venv/bin/python bench/queue.py --incidents 100000    # quick run
@@ -21,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -31,10 +35,26 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+
+from bench.databases import (
+    LABELS,
+    LOAD_CPU,
+    POSTGRESQL,
+    SERVER_CPU,
+    SQLITE,
+    Databases,
+    add_options,
+    pin,
+    table,
+    write_json,
+)
 from gateway.core.auth import token_digest
 from gateway.core.tracking import format_tracking
+from gateway.store.postgres import PostgresStore
 from gateway.store.schema import CORE
 from gateway.store.sqlite import _apply_migrations
 from gateway.workspace.sessions import MIGRATIONS as WORKSPACE
@@ -49,24 +69,35 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def load(path: str, total: int, open_count: int) -> None:
-    """Create the schema and bulk-insert contacts, incidents, one message and one event each."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    _apply_migrations(conn, [("core", CORE), ("workspace", WORKSPACE)])
-    conn.execute("PRAGMA synchronous=OFF")  # loading only; the server runs with FULL
-    rnd = random.Random(8)
-    open_ids = set(rnd.sample(range(1, total + 1), open_count))
-    contacts = max(1, total // 4)
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO contacts (id, name, phone, created_at) VALUES (?, ?, ?, ?)",
-        ((i, f"Cliente {i}", f"+5068{i:07d}", iso(NOW)) for i in range(1, contacts + 1)),
-    )
+INCIDENT_COLUMNS = (
+    "id, tracking, channel, country, line, level, team, severity, status, subject, description,"
+    " contact_id, occurred_at, registered_at, registered_by, attention_due, solution_due,"
+    " urgent_due, updated_at"
+)
+QUEUE_SQL = (
+    "SELECT * FROM incidents WHERE level = 'L1'"
+    " AND status IN ('new', 'in_progress', 'waiting_customer') ORDER BY urgent_due, id LIMIT 50"
+)
 
-    def incidents():
-        for i in range(1, total + 1):
-            is_open = i in open_ids
+
+class Rows:
+    """The rows both loaders write: contacts, incidents, one message and one event each."""
+
+    def __init__(self, total: int, open_count: int):
+        self.total = total
+        rnd = random.Random(8)
+        self.rnd = rnd
+        self.open_ids = set(rnd.sample(range(1, total + 1), open_count))
+        self.contacts = max(1, total // 4)
+
+    def contact_rows(self) -> Iterator[tuple]:
+        for i in range(1, self.contacts + 1):
+            yield (i, f"Cliente {i}", f"+5068{i:07d}", iso(NOW))
+
+    def incident_rows(self) -> Iterator[tuple]:
+        rnd = self.rnd
+        for i in range(1, self.total + 1):
+            is_open = i in self.open_ids
             if is_open:
                 # Due in the future (the server runs on the real clock): the breach watch has
                 # nothing to flag while the benchmark runs.
@@ -82,27 +113,44 @@ def load(path: str, total: int, open_count: int) -> None:
             yield (
                 i, format_tracking(i), rnd.choice(CHANNELS), country, line, level,
                 None if level == "L1" else "redes", rnd.choice(("S1", "S2", "S3", "S4")), status,
-                f"Asunto {i}", "Sin tono en la central", (i % contacts) + 1, iso(registered),
+                f"Asunto {i}", "Sin tono en la central", (i % self.contacts) + 1, iso(registered),
                 iso(registered), "bench", iso(attention), iso(solution),
                 iso(attention) if is_open else None, iso(registered),
             )  # fmt: skip
 
+    def message_rows(self) -> Iterator[tuple]:
+        for i in range(1, self.total + 1):
+            yield (i, "in", "email", "Cliente", "Sin tono en la central desde la mañana", iso(NOW))
+
+    def event_rows(self) -> Iterator[tuple]:
+        for i in range(1, self.total + 1):
+            yield (i, iso(NOW), "system", "registered", "{}")
+
+
+def load_sqlite(path: str, total: int, open_count: int) -> None:
+    """Create the schema and bulk-insert the rows with executemany."""
+    rows = Rows(total, open_count)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    _apply_migrations(conn, [("core", CORE), ("workspace", WORKSPACE)])
+    conn.execute("PRAGMA synchronous=OFF")  # loading only; the server runs with FULL
+    conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO incidents (id, tracking, channel, country, line, level, team, severity,"
-        " status, subject, description, contact_id, occurred_at, registered_at, registered_by,"
-        " attention_due, solution_due, urgent_due, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        incidents(),
+        "INSERT INTO contacts (id, name, phone, created_at) VALUES (?, ?, ?, ?)",
+        rows.contact_rows(),
+    )
+    conn.executemany(
+        f"INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+        rows.incident_rows(),
     )
     conn.executemany(
         "INSERT INTO messages (incident_id, direction, channel, author, body, at)"
-        " VALUES (?, 'in', 'email', 'Cliente', 'Sin tono en la central desde la mañana', ?)",
-        ((i, iso(NOW)) for i in range(1, total + 1)),
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows.message_rows(),
     )
     conn.executemany(
-        "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, 'system',"
-        " 'registered', '{}')",
-        ((i, iso(NOW)) for i in range(1, total + 1)),
+        "INSERT INTO events (incident_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+        rows.event_rows(),
     )
     conn.execute("INSERT INTO tracking_serial (id, at) VALUES (?, ?)", (total, iso(NOW)))
     conn.execute(
@@ -115,22 +163,78 @@ def load(path: str, total: int, open_count: int) -> None:
     )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
-    plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM incidents WHERE level = 'L1'"
-        " AND status IN ('new', 'in_progress', 'waiting_customer') ORDER BY urgent_due, id LIMIT 50"
-    ).fetchall()
-    print("queue plan:", " | ".join(r[3] for r in plan))
+    plan = conn.execute("EXPLAIN QUERY PLAN " + QUEUE_SQL).fetchall()
+    print("  SQLite queue plan:", " | ".join(r[3] for r in plan))
     conn.close()
 
 
-def serve(db: str, port: int) -> None:
+async def _migrate_postgres(url: str) -> None:
+    store = PostgresStore(url, instance="bench-queue")
+    await store.open()
+    try:
+        await store.migrate([("workspace", WORKSPACE)])
+    finally:
+        await store.close()
+
+
+def load_postgres(url: str, total: int, open_count: int) -> None:
+    """Create the schema (the store's migrations) and COPY the same rows in."""
+    asyncio.run(_migrate_postgres(url))
+    rows = Rows(total, open_count)
+    copies = (
+        ("contacts (id, name, phone, created_at)", rows.contact_rows()),
+        (f"incidents ({INCIDENT_COLUMNS})", rows.incident_rows()),
+        ("messages (incident_id, direction, channel, author, body, at)", rows.message_rows()),
+        ("events (incident_id, at, actor, kind, detail)", rows.event_rows()),
+    )
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        # The rows are consistent by construction: no foreign-key trigger per loaded row.
+        conn.execute("SET session_replication_role = replica")
+        # Bulk loading: the non-unique indexes are built once after COPY, not row by row.
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename = ANY(%s) AND indexdef NOT LIKE 'CREATE UNIQUE%%'",
+            (["contacts", "incidents", "messages", "events"],),
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+        for target, source in copies:
+            with conn.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+                for row in source:
+                    copy.write_row(row)
+        for table_name in ("contacts", "incidents", "messages", "events"):
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table_name}', 'id'),"
+                f" (SELECT max(id) FROM {table_name}))"
+            )
+        for _, definition in indexes:
+            conn.execute(definition)
+        conn.execute("SELECT setval('tracking_serial', %s)", (total,))
+        conn.execute(
+            "INSERT INTO users (id, name, role, created_at) VALUES (1, 'sup', 'supervisor', %s)",
+            (iso(NOW),),
+        )
+        conn.execute(
+            "INSERT INTO api_tokens (user_id, token_hash, created_at) VALUES (1, %s, %s)",
+            (token_digest(TOKEN), iso(NOW)),
+        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
+        plan = conn.execute("EXPLAIN " + QUEUE_SQL).fetchall()
+    print("  PostgreSQL queue plan:", " | ".join(r[0].strip() for r in plan))
+
+
+def serve(url: str, port: int) -> None:
     """Run the gateway's HTTP app alone (no channel adapters) until killed."""
     from aiohttp import web
 
     from config.loader import load_settings
     from gateway.app import create_app
 
-    env = {"GATEWAY_DB": f"sqlite:///{db}", "GATEWAY_HTTP_PORT": str(port)}
+    env = {"GATEWAY_DB": url, "GATEWAY_HTTP_PORT": str(port)}
     settings = load_settings(env, None)
     web.run_app(create_app(settings, adapters={}), host="127.0.0.1", port=port, print=None)
 
@@ -156,49 +260,25 @@ def timed(conn: http.client.HTTPConnection, paths: list[str]) -> list[float]:
     return out
 
 
-def summary(name: str, ms: list[float], bare: float | None = None) -> str:
+def quantiles(ms: list[float]) -> dict[str, float]:
     q = statistics.quantiles(ms, n=100)
-    ratio = f"  p50 ratio to bare {statistics.median(ms) / bare:.1f}x" if bare else ""
-    return f"{name:<34} n={len(ms):<6} p50 {q[49]:.2f} ms  p99 {q[98]:.2f} ms{ratio}"
+    return {"p50_ms": q[49], "p99_ms": q[98]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--incidents", type=int, default=1_000_000)
-    parser.add_argument("--open", type=int, default=None, help="open incidents (default 10 %)")
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--db", default=None, help="reuse or create this SQLite file")
-    parser.add_argument("--serve", nargs=2, metavar=("DB", "PORT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
-            os.sched_setaffinity(0, {0})
-        serve(args.serve[0], int(args.serve[1]))
-        return
-    workdir = tempfile.mkdtemp(prefix="cmw-bench-")
-    db = args.db or os.path.join(workdir, "queue.db")
-    if not os.path.exists(db):
-        started = time.perf_counter()
-        load(db, args.incidents, args.open or args.incidents // 10)
-        size = os.path.getsize(db) / 1e6
-        print(f"loaded {args.incidents:,} incidents in {time.perf_counter() - started:.1f} s"
-              f" ({size:.0f} MB)")  # fmt: skip
+def measure(url: str, total: int, n: int) -> dict[str, dict[str, float]]:
+    """Start the gateway on `url`, time the three requests; their p50/p99."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", db, str(port)])
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(0, {1})
+    server = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port)])
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("GET", "/healthz")
-                if conn.getresponse().read() and True:
-                    break
+                conn.getresponse().read()
+                break
             except OSError:
                 time.sleep(0.1)
         rnd = random.Random(1)
-        n = args.requests
-        total = sqlite3.connect(db).execute("SELECT max(id) FROM incidents").fetchone()[0]
         trackings = [
             f"/api/v1/incidents/{format_tracking(rnd.randint(1, total))}" for _ in range(n)
         ]
@@ -208,14 +288,67 @@ def main() -> None:
         one = timed(conn, trackings)
         conn.request("GET", "/api/v1/queue?level=L1", headers={"Authorization": f"Bearer {TOKEN}"})
         rows = len(json.loads(conn.getresponse().read())["incidents"])
-        bare_p50 = statistics.median(bare)
-        print(summary("GET /healthz (bare: one SELECT 1)", bare))
-        print(summary(f"GET /api/v1/queue?level=L1 ({rows} rows)", queue, bare_p50))
-        print(summary("GET /api/v1/incidents/{tracking}", one, bare_p50))
-        print("targets: queue p99 <= 5 ms, incident p99 <= 2 ms")
     finally:
         server.terminate()
         server.wait(timeout=10)
+    return {
+        "healthz": quantiles(bare),
+        "queue": {**quantiles(queue), "rows": rows},
+        "incident": quantiles(one),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--incidents", type=int, default=1_000_000)
+    parser.add_argument("--open", type=int, default=None, help="open incidents (default 10 %%)")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--reuse-sqlite", metavar="FILE", help="reuse or create this SQLite file")
+    add_options(parser)
+    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        pin(SERVER_CPU)
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    pin(LOAD_CPU)
+    open_count = args.open or args.incidents // 10
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="cmw-bench-") as tmp, Databases(args.db, tmp) as dbs:
+        print(f"{args.incidents:,} incidents ({open_count:,} open), {args.requests} requests each")
+        for kind in dbs.kinds:
+            print(f"  {dbs.describe(kind)}", flush=True)
+            started = time.perf_counter()
+            if kind == SQLITE:
+                path = args.reuse_sqlite or os.path.join(tmp, "queue.db")
+                if not os.path.exists(path):
+                    load_sqlite(path, args.incidents, open_count)
+                url = f"sqlite:///{path}"
+            else:
+                url = dbs.url(POSTGRESQL, "queue")
+                load_postgres(url, args.incidents, open_count)
+            loaded = time.perf_counter() - started
+            print(f"  {LABELS[kind]}: loaded in {loaded:.1f} s", flush=True)
+            figures[kind] = {**measure(url, args.incidents, args.requests), "load_s": loaded}
+        kinds = dbs.kinds
+
+    def cell(kind: str, name: str) -> str:
+        f = figures[kind][name]
+        ratio = f["p50_ms"] / figures[kind]["healthz"]["p50_ms"]
+        return f"p50 {f['p50_ms']:5.2f} ms  p99 {f['p99_ms']:5.2f} ms  ({ratio:.1f}x bare)"
+
+    rows = figures[kinds[0]]["queue"]["rows"]
+    table(
+        kinds,
+        [
+            ("GET /healthz (bare: one query)", [cell(k, "healthz") for k in kinds]),
+            (f"GET /api/v1/queue?level=L1 ({rows} rows)", [cell(k, "queue") for k in kinds]),
+            ("GET /api/v1/incidents/{tracking}", [cell(k, "incident") for k in kinds]),
+        ],
+        width=40,
+    )
+    print("targets: queue p99 <= 5 ms, incident p99 <= 2 ms")
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

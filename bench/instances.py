@@ -1,0 +1,170 @@
+"""Benchmark: two gateway instances on one PostgreSQL database vs one, same cores (issue 19).
+
+Each phase starts real `python -m gateway serve` processes (tests/instances.py: one public URL,
+one secret key, each its own HTTP and SMTP ports) on a fresh database of a durable throwaway
+PostgreSQL cluster (fsync on), warms them up, then drives them with the webhook's load generator
+(bench/loadgen.py): 50 keep-alive connections posting Twilio-signed WhatsApp forms, spread over the
+instances (connection k goes to instance k mod N), bounded by a request count and a time limit,
+loopback only. Two consecutive forms come from the same phone, so with two instances the two
+messages of one contact usually arrive on different instances at the same moment: the
+cross-instance rules (advisory locks on the sender and provider id, retries) are exercised.
+
+Phases alternate "one instance" and "two instances" for --rounds rounds; the figure is the median
+of the per-round ratio of aggregate req/s, two over one (issue 19: two instances lose no more than
+10 % of one instance's req/s to coordination, i.e. >= 0.90). Placement on a 2-core machine: every
+instance and the PostgreSQL server on CPU 0, the load generator on CPU 1 — two instances share
+the one core one instance had, so the ratio shows what coordination costs, not scaling. After
+each phase every request answered 200 must be a receipt in the database, and there must be one
+incident per phone.
+
+    .venv/bin/python bench/instances.py [--requests 3000] [--conns 50] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+
+from bench.databases import POSTGRESQL, SERVER_CPU, Databases, count, pin, write_json
+from bench.loadgen import SID, TOKEN, drive
+from tests.instances import PUBLIC_URL, Instance
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes (all their threads) so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def postgres_pids(postmaster: int | None) -> list[int]:
+    """The PostgreSQL server's processes (the postmaster and its children)."""
+    if postmaster is None:
+        return []
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == postmaster:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def phase(dbs: Databases, n: int, args: argparse.Namespace, workdir: Path) -> dict:
+    """Start n instances on a fresh database, warm them up, drive them; figures and checks."""
+    url = dbs.url(POSTGRESQL, f"instances{n}")
+    env = {
+        "GATEWAY_DB": url,
+        "TWILIO_ACCOUNT_SID": SID,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_API_BASE": "http://127.0.0.1:9",  # nothing listens: no traffic leaves
+    }
+    instances = [Instance(f"core-{chr(97 + k)}", workdir / f"{n}", env) for k in range(n)]
+    try:
+        for instance in instances:
+            instance.start()
+            assert instance.proc is not None
+            pin(SERVER_CPU, instance.proc.pid)
+        await asyncio.gather(*(instance.healthy(60) for instance in instances))
+        urls = ",".join(instance.url for instance in instances)
+        warm = argparse.Namespace(**{**vars(args), "requests": max(50, args.requests // 10)})
+        warmup = await drive(urls, PUBLIC_URL, warm, "9")
+        gateway_pids = [i.proc.pid for i in instances if i.proc is not None]
+        pg_pids = postgres_pids(dbs.postmaster())
+        before = cpu_seconds(gateway_pids), cpu_seconds(pg_pids)
+        result = await drive(urls, PUBLIC_URL, args, "2")
+        after = cpu_seconds(gateway_pids), cpu_seconds(postgres_pids(dbs.postmaster()))
+    finally:
+        for instance in instances:
+            instance.stop()
+    served = max(result["requests"], 1)
+    result["gateway_cpu_us"] = (after[0] - before[0]) / served * 1e6
+    result["postgres_cpu_us"] = (after[1] - before[1]) / served * 1e6
+    ok = result["statuses"].get("200", 0) + warmup["statuses"].get("200", 0)
+    stored = count(url, "SELECT count(*) FROM receipts WHERE channel = 'whatsapp'")
+    incidents = count(url, "SELECT count(*) FROM incidents")
+    phones = count(url, "SELECT count(DISTINCT phone) FROM contacts")
+    result["checks"] = {"answered_200": ok, "stored": stored, "incidents": incidents}
+    if stored != ok:
+        raise SystemExit(f"{n} instances: {ok} answered 200 but {stored} receipts stored")
+    if incidents != phones:
+        raise SystemExit(f"{n} instances: {incidents} incidents for {phones} phones")
+    return result
+
+
+def line(label: str, r: dict) -> str:
+    return (
+        f"  {label:13s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:7.0f} req/s"
+        f"  p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:6.1f} ms"
+        f"  CPU/req gateway {r['gateway_cpu_us']:4.0f} µs,"
+        f" PostgreSQL {r['postgres_cpu_us']:4.0f} µs"
+        f"  statuses {r['statuses']}  ({r['checks']['incidents']} incidents)"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    ratios: list[float] = []
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp, Databases(POSTGRESQL, tmp) as dbs:
+        print(f"{args.requests} signed WhatsApp posts per phase, {args.conns} connections")
+        print(f"  {dbs.describe(POSTGRESQL)}")
+        print(f"  {dbs.placement().replace('gateway', 'every gateway instance')}", flush=True)
+        for number in range(1, args.rounds + 1):
+            print(f"round {number} of {args.rounds}")
+            results = {}
+            for n in (1, 2):
+                results[n] = await phase(dbs, n, args, Path(tmp) / f"round{number}")
+                rates[n].append(results[n]["rps"])
+                label = "one instance" if n == 1 else "two instances"
+                print(line(label, results[n]), flush=True)
+            ratios.append(results[2]["rps"] / results[1]["rps"])
+    spread = ", ".join(f"{r:.2f}" for r in ratios)
+    print(
+        f"two instances / one, aggregate req/s: median {statistics.median(ratios):.2f}"
+        f" [{spread}]  (target >= 0.90: at most 10 % lost to coordination on the same cores)"
+    )
+    write_json(
+        args.json,
+        {
+            POSTGRESQL: {
+                "one_rps": statistics.median(rates[1]),
+                "two_rps": statistics.median(rates[2]),
+                "two_to_one": statistics.median(ratios),
+            }
+        },
+    )
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--conns", type=int, default=50)
+    parser.add_argument("--limit", type=float, default=30.0, help="seconds per phase at most")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of one/two (median)")
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
