@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
+from gateway.core import feedback
 from gateway.core.bus import Bus
 from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
 from gateway.core.incident import IncidentState, customer_message, urgent_due
@@ -153,7 +154,21 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     if sender:
         tx.lock_key(f"contact:{msg.channel}:{sender}")
     target, why = _thread_target(tx, msg, sender)
+    incidents = ctx.settings.incidents
+    windows = (incidents.csat_window, incidents.thanks_window)
+    if target is None and msg.thread_by_contact and sender:
+        # A conversation resolved or closed lately takes the customer's answer to the
+        # resolution notice (a score, a thanks) or reopens; an older one gives a new incident.
+        key = f"{msg.channel}:{sender}"
+        target = feedback.recent_conversation(tx, key, now, max(windows))
+        why = "recently resolved conversation of the same contact" if target else why
     contact_id = _find_contact(tx, msg, now)
+    if target is not None and target["status"] in feedback.DONE_STATUSES:
+        # A mail's body is extracted after the commit; its adapter reads a reply's words first.
+        text = msg.text or str(msg.meta.get("text_preview") or "")
+        kind, score = feedback.classify_row(target, text, now, windows, bool(msg.attachments))
+        if kind != "message":
+            return _record_follow_up(tx, msg, now, ctx, target, sender, (kind, score))
     follow_up_of = None
     if target is not None and target["status"] == "closed":
         follow_up_of, target = target["tracking"], None
@@ -190,6 +205,39 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     if created and msg.acknowledge:
         _queue_ack(tx, msg, now, target, receipt)
     return receipt
+
+
+def _record_follow_up(
+    tx: Tx,
+    msg: Inbound,
+    now: datetime,
+    ctx: IntakeContext,
+    target: Row,
+    sender: str | None,
+    outcome: tuple[feedback.FollowUp, int | None],
+) -> Receipt:
+    """A CSAT answer or a bare thanks: kept on the incident, which stays as it is."""
+    feedback.record(tx, target, outcome[0], outcome[1], now)
+    message_id = _store_message(tx, msg, now, target["id"], sender)
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=target["id"],
+        message_id=message_id,
+        raw=msg.raw,
+    )
+    row = tx.incident(target["id"]) or target
+    return _receipt(
+        ctx,
+        tx,
+        row,
+        message_id,
+        created=False,
+        duplicate=False,
+        name=msg.contact.name,
+        follow_up=outcome[0],
+    )
 
 
 def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime) -> Row:
@@ -343,6 +391,7 @@ def _receipt(
     created: bool,
     duplicate: bool,
     name: str | None = None,
+    follow_up: str | None = None,
 ) -> Receipt:
     cfg = ctx.settings.routing
     line = cfg.lines.get(row["country"], cfg.default_line)
@@ -353,8 +402,9 @@ def _receipt(
     language, tracking = row["language"], row["tracking"]
 
     def render() -> str:
+        template = "ack" if created else "joined"
         return ctx.texts.render(
-            "ack" if created else "joined",
+            "csat_thanks" if follow_up == "csat" else template,
             language,
             tracking=tracking,
             name=name,
@@ -375,6 +425,7 @@ def _receipt(
         after_hours=after_hours,
         opens_at=opens_at,
         render_ack=render,
+        follow_up=follow_up,
     )
 
 
