@@ -21,7 +21,12 @@ from config.settings import Settings
 from gateway.core import feedback
 from gateway.core.bus import Bus
 from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
-from gateway.core.incident import IncidentState, customer_message, urgent_due
+from gateway.core.incident import (
+    IncidentState,
+    change_severity,
+    customer_message,
+    urgent_due,
+)
 from gateway.core.language import detect_language
 from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json
 from gateway.core.texts import Texts
@@ -29,6 +34,7 @@ from gateway.core.timeutil import Clock, iso, parse_iso
 from gateway.store.protocol import Store
 from gateway.store.tx import Row, Tx, to_json
 from routing.assign import assign
+from routing.model import SEVERITIES
 from routing.resolve import resolve_line
 from routing.sla import sla_due
 
@@ -181,9 +187,11 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
         state = state_of(target)
         new_state, events = customer_message(state, now)
+        new_state, events = _customer_severity(new_state, events, msg, now)
         if events:
             fields = state_fields(new_state, target)
-            if new_state.pauses != state.pauses or new_state.status != state.status:
+            moved = new_state.severity != state.severity or new_state.status != state.status
+            if new_state.pauses != state.pauses or moved:
                 fields.update(recompute_sla(ctx, target, new_state, now))
             fields["updated_at"] = iso(now)
             tx.update_incident(target["id"], fields)
@@ -205,6 +213,21 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     if created and msg.acknowledge:
         _queue_ack(tx, msg, now, target, receipt)
     return receipt
+
+
+def _customer_severity(
+    state: IncidentState, events: list[Any], msg: Inbound, now: datetime
+) -> tuple[IncidentState, list[Any]]:
+    """Impact answers given after the first message (the web chat's type-first form) raise
+    the severity of an incident no agent has taken yet; they never lower it."""
+    wanted = msg.severity
+    if not wanted or state.status != "new" or wanted not in SEVERITIES:
+        return state, events
+    if SEVERITIES.index(wanted) >= SEVERITIES.index(state.severity):
+        return state, events
+    reason = "respuestas de impacto del cliente"
+    new, more = change_severity(state, "customer", now, wanted, reason)
+    return new, [*events, *more]
 
 
 def _record_follow_up(
