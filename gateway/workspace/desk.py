@@ -28,6 +28,7 @@ MIGRATIONS: list[Migration] = [
             user_id INTEGER NOT NULL REFERENCES users(id),
             incident_id INTEGER NOT NULL REFERENCES incidents(id),
             seen_at TEXT NOT NULL,
+            seen_message INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (user_id, incident_id)
         );
         CREATE TABLE canned_replies (
@@ -49,6 +50,7 @@ MIGRATIONS: list[Migration] = [
             user_id bigint NOT NULL REFERENCES users(id),
             incident_id bigint NOT NULL REFERENCES incidents(id),
             seen_at timestamptz NOT NULL,
+            seen_message bigint NOT NULL DEFAULT 0,
             PRIMARY KEY (user_id, incident_id)
         );
         CREATE TABLE canned_replies (
@@ -81,39 +83,49 @@ def set_agent_timezone(tx: Tx, user_id: int, timezone: str | None, now: datetime
 
 
 def mark_seen(tx: Tx, user_id: int, incident_id: int, now: datetime) -> None:
-    """The agent looked at the incident now."""
+    """The agent looked at the incident now: every message so far counts as read (by id,
+    since a channel may date a late message before this moment)."""
+    row = tx.one("SELECT max(id) AS id FROM messages WHERE incident_id = ?", (incident_id,))
+    newest = int(row["id"]) if row and row["id"] is not None else 0
     tx.execute(
-        "INSERT INTO agent_reads (user_id, incident_id, seen_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (user_id, incident_id) DO UPDATE SET seen_at = excluded.seen_at",
-        (user_id, incident_id, iso(now)),
+        "INSERT INTO agent_reads (user_id, incident_id, seen_at, seen_message) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (user_id, incident_id) DO UPDATE SET seen_at = excluded.seen_at,"
+        " seen_message = excluded.seen_message",
+        (user_id, incident_id, iso(now), newest),
     )
 
 
 def conversation_facts(tx: Tx, user_id: int, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Per incident: the customer's last message, the last reply, the first unanswered
-    message, and when this agent last looked (for the queue's unread mark and waits)."""
+    """Per incident: the customer's last message, the last reply, the first message not yet
+    answered, and the last message this agent saw (the queue's unread mark and waits).
+    Messages are ordered by id (commit order), their times only say since when."""
     if not ids:
         return {}
     marks = ", ".join("?" * len(ids))
     facts: dict[int, dict[str, Any]] = {i: {} for i in ids}
     for row in tx.all(
-        "SELECT incident_id, direction, max(at) AS last FROM messages"
+        "SELECT incident_id, direction, max(id) AS last_id, max(at) AS last FROM messages"
         f" WHERE incident_id IN ({marks}) AND direction IN ('in', 'out')"
         " GROUP BY incident_id, direction",
         list(ids),
     ):
-        facts[row["incident_id"]][f"last_{row['direction']}"] = row["last"]
+        f = facts[row["incident_id"]]
+        f[f"last_{row['direction']}"] = row["last"]
+        f[f"last_{row['direction']}_id"] = int(row["last_id"])
     for row in tx.all(
-        "SELECT incident_id, seen_at FROM agent_reads"
+        "SELECT incident_id, seen_message FROM agent_reads"
         f" WHERE user_id = ? AND incident_id IN ({marks})",
         [user_id, *ids],
     ):
-        facts[row["incident_id"]]["seen_at"] = row["seen_at"]
+        facts[row["incident_id"]]["seen_id"] = int(row["seen_message"])
     # The first customer message after the last reply: how long the customer has waited.
-    answered = [(i, f["last_out"]) for i, f in facts.items() if f.get("last_out")]
-    answered = [(i, out) for i, out in answered if (facts[i].get("last_in") or "") > out]
+    answered = [
+        (i, f["last_out_id"])
+        for i, f in facts.items()
+        if f.get("last_out_id") and f.get("last_in_id", 0) > f["last_out_id"]
+    ]
     if answered:
-        where = " OR ".join("(incident_id = ? AND at > ?)" for _ in answered)
+        where = " OR ".join("(incident_id = ? AND id > ?)" for _ in answered)
         params = [v for pair in answered for v in pair]
         for row in tx.all(
             "SELECT incident_id, min(at) AS first FROM messages WHERE direction = 'in'"

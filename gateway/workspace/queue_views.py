@@ -131,8 +131,7 @@ def row_extras(tx: Tx, user: User, rows: list[Row]) -> dict[int, dict[str, Any]]
     out: dict[int, dict[str, Any]] = {}
     for row in rows:
         f = facts.get(int(row["id"]), {})
-        last_in, seen = f.get("last_in"), f.get("seen_at")
-        unread = bool(last_in) and (seen is None or last_in > seen)
+        unread = f.get("last_in_id", 0) > f.get("seen_id", 0)
         out[int(row["id"])] = {"unread": unread, **waiting(row, f)}
     return out
 
@@ -147,6 +146,6 @@ def waiting(row: Row, facts: Mapping[str, Any]) -> dict[str, Any]:
         return {"turn": "customer", "since": facts.get("last_out")}
     if facts.get("first_unanswered"):
         return {"turn": "agent", "since": facts["first_unanswered"]}
-    if not facts.get("last_out"):
+    if not facts.get("last_out_id"):
         return {"turn": "agent", "since": row["registered_at"]}
     return {"turn": "answered", "since": facts.get("last_out")}
