@@ -164,3 +164,11 @@ def record(tx: Tx, row: Row, kind: FollowUp, score: int | None, now: datetime) -
         tx.insert_event(row["id"], now, "customer", "csat_recorded", detail)
     elif kind == "thanks":
         tx.insert_event(row["id"], now, "customer", "thanks_recorded", {"status": row["status"]})
+
+
+def csat_summary(rows: list[Row]) -> dict[str, object]:
+    """The month's satisfaction answers: how many, their average, and how many of each score."""
+    scores = [int(r["csat"]) for r in rows if r.get("csat")]
+    counts = {str(n): scores.count(n) for n in range(1, 6)}
+    average = round(sum(scores) / len(scores), 2) if scores else None
+    return {"answers": len(scores), "average": average, "by_score": counts}

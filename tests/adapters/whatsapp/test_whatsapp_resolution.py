@@ -59,6 +59,13 @@ async def test_resolution_notice_csat_answer_thanks_and_reopen(
     assert (body["status"], body["csat"]) == ("resolved", 5)
     assert [e["detail"] for e in body["events"] if e["kind"] == "csat_recorded"] == [{"score": 5}]
     assert body["messages"][-1]["body"] == "5"
+    boss = {"Authorization": f"Bearer {await agent_token(gw, 'sofia', 'supervisor')}"}
+    report = await (await client.get("/api/v1/reports/sla?month=2026-11", headers=boss)).json()
+    assert report["csat"] == {
+        "answers": 1,
+        "average": 5.0,
+        "by_score": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 1},
+    }
 
     # Anything else reopens the same incident.
     await _write(client, "Volvió a fallar esta tarde")
