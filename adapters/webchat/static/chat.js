@@ -228,6 +228,7 @@
     $("cmw-offline-text").textContent = off ? T.offline_intro.replace("{opening}", st.opening || "") : "";
     $("cmw-start").textContent = off ? $("cmw-start").getAttribute("data-offline") : $("cmw-start").getAttribute("data-online");
     $("cmw-email").required = off;
+    $("cmw-about-legend").textContent = off ? T.about_you_offline : T.about_you;
     var open = $("cmw-open");
     open.hidden = off || !(st && st.hours);
     open.textContent = open.hidden ? "" : T.open_now.replace("{hours}", st.hours);
