@@ -417,6 +417,12 @@
     queue({ type: "message", client_id: newId(), text: text }, text);
     $("cmw-text").value = "";
   });
+  // Type first: Enter sends the first message too (Shift+Enter for a new line).
+  $("cmw-first").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault(); $("cmw-form").requestSubmit();
+    }
+  });
   $("cmw-text").addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault(); $("cmw-compose").requestSubmit();
