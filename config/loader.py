@@ -289,6 +289,9 @@ def _build(r: _Reader) -> Settings:
         incidents=IncidentSettings(
             categories=_categories(r),
             teams=_teams(r),
+            category_names=_category_names(r),
+            csat_window=r.duration("incidents", "csat_window"),
+            thanks_window=r.duration("incidents", "thanks_window"),
         ),
         outbox=OutboxSettings(
             max_attempts=r.int("outbox", "max_attempts", low=1, high=100),
@@ -411,6 +414,18 @@ def _categories(r: _Reader) -> tuple[str, ...]:
     if not categories:
         raise r.fail(("incidents", "categories"), "must name at least one category")
     return categories
+
+
+def _category_names(r: _Reader) -> dict[str, str]:
+    """How agents read each closure category; every key must be a configured category."""
+    path = ("incidents", "category_names")
+    categories = set(_categories(r))
+    names: dict[str, str] = {}
+    for key in r.table(*path):
+        if key not in categories:
+            raise r.fail((*path, key), "is not one of [incidents] categories")
+        names[key] = r.str(*path, key)
+    return names
 
 
 def _teams(r: _Reader) -> dict[str, Team]:

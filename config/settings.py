@@ -123,6 +123,10 @@ class IncidentSettings:
 
     categories: tuple[str, ...]
     teams: Mapping[str, Team]
+    # How agents read each category ("configuracion" -> "Configuración"); others: humanized.
+    category_names: Mapping[str, str] = field(default_factory=dict)
+    csat_window: timedelta = timedelta(days=7)  # a 1-5 answer counts this long after resolving
+    thanks_window: timedelta = timedelta(days=7)  # a bare "gracias" joins a closed incident
 
 
 @dataclass(frozen=True)

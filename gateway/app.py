@@ -18,6 +18,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway import workspace
+from gateway.core import feedback
 from gateway.core.bus import Bus
 from gateway.core.intake import Intake
 from gateway.core.metrics import Metrics
@@ -97,6 +98,7 @@ def create_app(
         app=app,
     )
     app[GW] = gw
+    gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
     intake.on_commit = outbox.wake
     outbox.render_ack = lambda payload: render_ack(settings, texts, payload)
     app.cleanup_ctx.append(_store_ctx)

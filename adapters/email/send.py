@@ -51,7 +51,7 @@ class EmailSender:
 
     async def send(self, item: OutboundItem) -> str:
         """Deliver one outbox row; returns the Message-ID we gave it."""
-        if item.kind not in ("ack", "reply"):
+        if item.kind not in ("ack", "reply", "notice"):
             raise SendError(f"email cannot deliver rows of kind {item.kind!r}", permanent=True)
         recipient = plain_address(item.recipient)
         if recipient is None:
@@ -89,6 +89,9 @@ class EmailSender:
                 ctx["opens_at"] = opens_at
             body = texts.render("email_ack", lang, **ctx)
             title = texts.render("email_ack_subject", lang, tracking=tracking, subject=subject)
+        elif item.kind == "notice":  # the resolution notice: answered by a 1-5 rating
+            body = texts.render("email_notice", lang, text=p.get("text") or "", tracking=tracking)
+            title = texts.render("email_notice_subject", lang, tracking=tracking, subject=subject)
         else:
             author = clean_line(p.get("author") or "")[:100]
             body = texts.render(

@@ -15,6 +15,7 @@ import logging
 import re
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
 # timeout gets 421 and is disconnected (checklist E8); MAIL/RCPT/DATA allow long sessions.
 CALL_LIMITS = {"NOOP": 20, "RSET": 200, "HELO": 5, "EHLO": 5, "VRFY": 5, "HELP": 5, "*": 20000}
 MAX_CONNECTIONS_PER_IP = 100  # idle sockets from one address beyond this get 421 (E8)
+PREVIEW_CHARS = 2000  # of a reply's text, read before its commit (the rest follows)
 QUIET_GAP = 0.05  # seconds without SMTP DATA before body extraction may use the CPU
 SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<\s*@", re.IGNORECASE)
 
@@ -144,7 +146,13 @@ class EmailHandler:
                 return "554 5.4.6 Mail loop detected"
             tracking = await self._linked_bounce(raw, facts) if facts.is_bounce else None
             if tracking is None:
-                receipt = await self.gw.intake.accept(self._inbound(raw, facts, mail_from))
+                inbound = self._inbound(raw, facts, mail_from)
+                if facts.tracking_hints or facts.references:
+                    # A reply may be a 1-5 rating or a "gracias" to a resolved case: the core
+                    # reads its words before deciding whether it reopens (the body still follows).
+                    preview = (await self.extractor.parse(raw)).text[:PREVIEW_CHARS]
+                    inbound = replace(inbound, meta={**inbound.meta, "text_preview": preview})
+                receipt = await self.gw.intake.accept(inbound)
                 tracking = receipt.tracking
                 if not receipt.duplicate and receipt.message_id is not None:
                     self.extractor.submit(receipt.message_id, raw)

@@ -27,10 +27,19 @@ def email_guard(tx: Tx, incident: Row, contact: Row, now: datetime) -> dict[str,
     return {"email": contact.get("email")}
 
 
+def status_frame(tracking: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """The chat's `status` frame: the conversation's incident is resolved, closed or reopened;
+    `csat` asks the visitor for a 1-5 rating (answered as an ordinary message)."""
+    frame: dict[str, Any] = {"type": "status", "tracking": tracking, "status": payload["status"]}
+    if payload.get("csat"):
+        frame["csat"] = True
+    return frame
+
+
 def _queue_email_copy(tx: Tx, item: OutboundItem, email: str, now: datetime) -> int:
     return tx.insert_outbox(
         channel="email",
-        kind="reply",
+        kind=item.kind,  # a reply, or the resolution notice
         recipient=email,
         at=now,
         payload=item.payload,
@@ -47,25 +56,34 @@ class Delivery:
 
     async def send(self, item: OutboundItem) -> str | None:
         """Deliver one row; returns "ws:N", "email-fallback" or "stored-for-replay"."""
-        frame = {
-            "type": "message",
-            "from": "agent",
-            "text": item.payload.get("text", ""),
-            "at": iso(self.gw.clock()),
-            "id": item.message_id,  # the client drops a replayed copy with the same id
-            "tracking": item.tracking,
-        }
-        data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-        try:
-            delivered = await self.fan_out(item.recipient, data)
-        except TemporaryFailure as exc:
-            raise SendError("could not reach the other instances", retry_after=5) from exc
+        frames: list[dict[str, Any]] = []
+        if item.kind != "status":
+            frames.append(
+                {
+                    "type": "message",
+                    "from": "agent",
+                    "text": item.payload.get("text", ""),
+                    "at": iso(self.gw.clock()),
+                    "id": item.message_id,  # the client drops a replayed copy with the same id
+                    "tracking": item.tracking,
+                    "author": item.payload.get("author"),  # the agent's name on the reply
+                }
+            )
+        if item.kind in ("notice", "status") and item.payload.get("status"):
+            frames.append(status_frame(item.tracking, item.payload))
+        delivered = 0
+        for frame in frames:
+            data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+            try:
+                delivered = await self.fan_out(item.recipient, data)
+            except TemporaryFailure as exc:
+                raise SendError("could not reach the other instances", retry_after=5) from exc
         if delivered < 0:
             return "ws:relayed"
         if delivered:
             return f"ws:{delivered}"
         email = item.payload.get("email")
-        if item.kind != "reply" or not email:
+        if item.kind not in ("reply", "notice") or not email:
             return "stored-for-replay"  # replayed from the incident's messages on next hello
         now = self.gw.clock()
         try:

@@ -55,6 +55,23 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Begin(Start):
+    """Type first: the conversation starts with the message alone; who the customer is (and
+    the impact answers) may follow in a `details` frame, or be asked by the agent."""
+
+
+@dataclass(frozen=True)
+class Details:
+    """What the customer tells about themselves after the first message."""
+
+    client_id: str | None
+    name: str | None
+    email: str | None
+    phone: str | None
+    severity: str | None
+
+
+@dataclass(frozen=True)
 class Message:
     """A customer's follow-up message."""
 
@@ -62,7 +79,7 @@ class Message:
     text: str
 
 
-Frame = Hello | Start | Message
+Frame = Hello | Start | Message | Details
 
 
 def _str(data: dict[str, Any], key: str, *, required: bool = False, limit: int = 500) -> str | None:
@@ -123,6 +140,10 @@ def parse_frame(raw: str, countries: Collection[str]) -> Frame:
         )
     if kind == "start":
         return _start(data, countries)
+    if kind == "begin":
+        return _start(data, countries, who_required=False)
+    if kind == "details":
+        return _details(data, countries)
     if kind == "message":
         text = _str(data, "text", required=True, limit=MAX_TEXT)
         assert text is not None
@@ -132,14 +153,17 @@ def parse_frame(raw: str, countries: Collection[str]) -> Frame:
     raise FrameError("unknown_type", "type")
 
 
-def _start(data: dict[str, Any], countries: Collection[str]) -> Start:
-    name = _str(data, "name", required=True, limit=MAX_NAME)
-    text = _str(data, "text", required=True, limit=MAX_TEXT)
+def _country(data: dict[str, Any], countries: Collection[str]) -> str | None:
     country = _str(data, "country", limit=2)
     if country is not None:
         country = country.upper()
         if country not in countries:
             raise FrameError("invalid_field", "country")
+    return country
+
+
+def _reach(data: dict[str, Any], country: str | None) -> tuple[str | None, str | None]:
+    """The email and phone given (each checked), either may be None."""
     email = _str(data, "email", limit=254)
     if email is not None and not _EMAIL.match(email):
         raise FrameError("invalid_field", "email")
@@ -149,15 +173,35 @@ def _start(data: dict[str, Any], countries: Collection[str]) -> Start:
         phone = normalize_phone(raw_phone, country)
         if phone is None:
             raise FrameError("invalid_field", "phone")
-    if email is None and phone is None:
+    return (email.lower() if email else None), phone
+
+
+def _start(data: dict[str, Any], countries: Collection[str], who_required: bool = True) -> Start:
+    name = _str(data, "name", required=who_required, limit=MAX_NAME)
+    text = _str(data, "text", required=True, limit=MAX_TEXT)
+    country = _country(data, countries)
+    email, phone = _reach(data, country)
+    if who_required and email is None and phone is None:
         raise FrameError("missing_field", "email")
-    assert name is not None and text is not None
-    return Start(
+    assert text is not None
+    kind = Start if who_required else Begin
+    return kind(
         client_id=_client_id(data),
-        name=name,
-        email=email.lower() if email else None,
+        name=name or "",
+        email=email,
         phone=phone,
         country=country,
         text=text,
         severity=_severity(data),
+    )
+
+
+def _details(data: dict[str, Any], countries: Collection[str]) -> Details:
+    name = _str(data, "name", limit=MAX_NAME)
+    email, phone = _reach(data, _country(data, countries))
+    severity = _severity(data)
+    if not (name or email or phone or severity):
+        raise FrameError("missing_field", "name")
+    return Details(
+        client_id=_client_id(data), name=name, email=email, phone=phone, severity=severity
     )

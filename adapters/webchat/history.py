@@ -36,7 +36,8 @@ def replay_rows(tx: Tx, visitor: str) -> list[Row]:
     incidents = sorted({int(r["incident_id"]) for r in receipts})
     marks = ", ".join("?" * len(incidents))
     rows = tx.all(
-        "SELECT m.id, m.direction, m.body, m.at, i.tracking, i.status, i.country, i.language"
+        "SELECT m.id, m.direction, m.body, m.at, m.author, i.tracking, i.status, i.country,"
+        " i.language"
         " FROM messages m JOIN incidents i ON i.id = m.incident_id"
         f" WHERE m.incident_id IN ({marks}) AND m.direction IN ('in', 'out')"
         " AND m.channel = 'webchat' ORDER BY m.id DESC LIMIT ?",
@@ -61,7 +62,11 @@ def line_status(gw: Gateway, country: str, lang: str, now: datetime) -> dict[str
     if not status["open"]:
         opens_at = next_opening(line, now)
         status["opens_at"] = iso(opens_at)
-        status["notice"] = gw.texts.render("webchat_closed", lang, line=line, opens_at=opens_at)
+        country = gw.texts.country(line, lang)
+        status["notice"] = gw.texts.render(
+            "webchat_closed", lang, line=line, opens_at=opens_at, country=country
+        )
+        status["opening"] = gw.texts.opening(line, opens_at, lang)  # for the offline form
     return status
 
 
@@ -74,7 +79,11 @@ def welcome_lines(gw: Gateway, lang: str, now: datetime) -> dict[str, dict[str, 
         for stale in [k for k in cache if k[1] != key[1]]:
             del cache[stale]
         cache[key] = {
-            code: {"name": line.name, **line_status(gw, code, lang, now)}
+            code: {
+                "name": line.name,
+                "country_name": gw.texts.country(line, lang),  # "Estados Unidos", not "Miami"
+                **line_status(gw, code, lang, now),
+            }
             for code, line in gw.settings.routing.lines.items()
         }
     return cache[key]  # type: ignore[no-any-return]
@@ -90,6 +99,8 @@ def message_frame(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "tracking": row["tracking"],
     }
+    if row["direction"] == "out" and row.get("author"):
+        frame["author"] = row["author"]  # the agent's name on their replies
     provider_id = row.get("provider_id")
     if provider_id and ":" in provider_id:
         frame["client_id"] = provider_id.split(":", 1)[1]

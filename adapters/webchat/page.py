@@ -27,7 +27,14 @@ _FILES = {  # the only files served under /chat/static/
     "chat.css": "text/css",
     "widget.css": "text/css",
 }
-_WIDGET_KEYS = ("launcher_label", "launcher_open", "launcher_close", "panel_title", "new_message")
+_WIDGET_KEYS = (
+    "launcher_label",
+    "launcher_open",
+    "launcher_close",
+    "panel_title",
+    "new_message",
+    "unread",
+)
 
 
 def normalize_origin(value: str) -> str | None:
@@ -88,7 +95,8 @@ class ChatPages:
         ancestors = " ".join(sorted(allowed_origins(self.gw)))
         return (
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-            "img-src 'self'; base-uri 'none'; form-action 'none'; "
+            # blob: shows the customer's own image before it is sent (never a remote image).
+            "img-src 'self' blob:; base-uri 'none'; form-action 'none'; "
             f"frame-ancestors 'self' {ancestors}"
         )
 
@@ -110,7 +118,13 @@ class ChatPages:
         html = self.env.get_template("chat.html").render(
             lang=lang,
             ui=config["texts"],
-            lines=sorted(lines.values(), key=lambda line: line.name),
+            lines=sorted(
+                (
+                    {"code": line.code, "name": self.gw.texts.country(line, lang)}
+                    for line in lines.values()
+                ),
+                key=lambda line: line["name"],
+            ),
             country=config["country"],
             embedded=config["embedded"],
             config=config,

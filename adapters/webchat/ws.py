@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.webchat import presence
 from adapters.webchat.delivery import Delivery, email_guard
-from adapters.webchat.frames import FrameError, Hello, Message, Start, parse_frame
+from adapters.webchat.frames import Details, FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
     line_status,
     message_frame,
@@ -31,6 +31,7 @@ from adapters.webchat.history import (
 from adapters.webchat.hub import Bucket, Hub
 from adapters.webchat.page import ChatPages, allowed_origins, normalize_origin, ui_texts
 from adapters.webchat.token import issue_token, new_visitor_id, verify_token
+from adapters.webchat.upload import make_upload
 from gateway.core.errors import Rejected, TemporaryFailure
 from gateway.core.model import Contact, Inbound
 from gateway.core.timeutil import iso
@@ -228,6 +229,8 @@ class WebChat:
                 await self._start(ws, session, frame)
             elif isinstance(frame, Message):
                 await self._message(ws, session, frame)
+            elif isinstance(frame, Details):
+                await self._details(ws, session, frame)
         except ConnectionError:
             raise
         except Exception:  # a bug on one frame must not take the socket (or others) down
@@ -272,6 +275,8 @@ class WebChat:
         }
         if session.tracking:
             welcome["tracking"] = session.tracking
+        if latest is not None:  # the conversation's state: "resuelto", "cerrado"...
+            welcome["case"] = {"tracking": latest["tracking"], "status": latest["status"]}
         await ws.send_str(_dump(welcome))
         for row in rows:
             await ws.send_str(_dump(message_frame(row)))
@@ -305,8 +310,10 @@ class WebChat:
         )
 
     async def _start(self, ws: web.WebSocketResponse, session: Session, start: Start) -> None:
+        # `begin` (type first) may come without a name: the timeline names a chat visitor.
+        name = start.name or None
         contact = Contact(
-            name=start.name, email=start.email, phone=start.phone, visitor_id=session.visitor
+            name=name, email=start.email, phone=start.phone, visitor_id=session.visitor
         )
         msg = self._inbound(
             session,
@@ -316,7 +323,7 @@ class WebChat:
             text=start.text,
             chosen_country=start.country,
             severity=start.severity,
-            author=start.name,
+            author=name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
         receipt = await self._accept(ws, session, msg, start.client_id)
         if receipt is None:
@@ -343,6 +350,44 @@ class WebChat:
         receipt = await self._accept(ws, session, msg, frame.client_id)
         if receipt is not None:
             await self._committed(ws, session, receipt, frame.client_id, frame.text)
+
+    async def _details(self, ws: web.WebSocketResponse, session: Session, frame: Details) -> None:
+        """Who the customer is, told after the first message: filled into the contact (never
+        over what it already holds) and shown to agents as a message of the conversation."""
+        if not session.tracking:
+            await self._error(ws, session, "no_conversation", client_id=frame.client_id)
+            return
+        known = session.contact or Contact(visitor_id=session.visitor)
+        contact = Contact(
+            name=frame.name or known.name,
+            email=frame.email or known.email,
+            phone=frame.phone or known.phone,
+            visitor_id=session.visitor,
+        )
+        text = self.gw.texts.render(
+            "webchat_details",
+            session.lang,
+            name=frame.name,
+            email=frame.email,
+            phone=frame.phone,
+            severity=frame.severity,
+        )
+        msg = self._inbound(
+            session,
+            frame.client_id,
+            json.dumps({"type": "details"}),
+            contact=contact,
+            text=text,
+            chosen_country=session.country,
+            severity=frame.severity,
+            tracking_hints=(session.tracking,),
+            author=contact.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
+        )
+        receipt = await self._accept(ws, session, msg, frame.client_id)
+        if receipt is not None:
+            session.contact = contact
+            frame_out = {"type": "details_saved", "client_id": frame.client_id}
+            await ws.send_str(_dump({**frame_out, "id": receipt.message_id}))
 
     async def _committed(
         self, ws: web.WebSocketResponse, session: Session, receipt: Any, cid: str | None, text: str
@@ -376,6 +421,7 @@ def setup(gw: Gateway) -> None:
     gw.extras["webchat"] = chat
     ChatPages(gw).add_routes(gw.app)
     gw.app.router.add_get("/chat/ws", chat.socket)
+    gw.app.router.add_post("/chat/upload", make_upload(chat))
     gw.add_migrations("webchat", presence.MIGRATIONS)
     gw.app.cleanup_ctx.append(chat.lifecycle)
     gw.outbox.register("webchat", Delivery(gw, chat.fan_out).send)

@@ -124,8 +124,11 @@ _NO_MESSAGE = str(MessagingResponse())
 
 
 def twiml(receipt: Receipt) -> web.Response:
-    """The TwiML answer: the acknowledgement for a new incident, nothing for a follow-up."""
+    """The TwiML answer: the acknowledgement for a new incident, thanks for a rating, nothing
+    for another follow-up."""
     # A retried MessageSid (duplicate) gets the same answer as the first delivery.
+    if receipt.follow_up == "csat":
+        return twiml_text(receipt.ack_text)  # thanks for the rating
     if not receipt.created:
         return web.Response(text=_NO_MESSAGE, content_type="application/xml")
     return twiml_text(receipt.ack_text)

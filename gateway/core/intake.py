@@ -18,9 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
+from gateway.core import feedback
 from gateway.core.bus import Bus
 from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
-from gateway.core.incident import IncidentState, customer_message, urgent_due
+from gateway.core.incident import (
+    IncidentState,
+    change_severity,
+    customer_message,
+    urgent_due,
+)
 from gateway.core.language import detect_language
 from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json
 from gateway.core.texts import Texts
@@ -28,6 +34,7 @@ from gateway.core.timeutil import Clock, iso, parse_iso
 from gateway.store.protocol import Store
 from gateway.store.tx import Row, Tx, to_json
 from routing.assign import assign
+from routing.model import SEVERITIES
 from routing.resolve import resolve_line
 from routing.sla import sla_due
 
@@ -153,7 +160,21 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     if sender:
         tx.lock_key(f"contact:{msg.channel}:{sender}")
     target, why = _thread_target(tx, msg, sender)
+    incidents = ctx.settings.incidents
+    windows = (incidents.csat_window, incidents.thanks_window)
+    if target is None and msg.thread_by_contact and sender:
+        # A conversation resolved or closed lately takes the customer's answer to the
+        # resolution notice (a score, a thanks) or reopens; an older one gives a new incident.
+        key = f"{msg.channel}:{sender}"
+        target = feedback.recent_conversation(tx, key, now, max(windows))
+        why = "recently resolved conversation of the same contact" if target else why
     contact_id = _find_contact(tx, msg, now)
+    if target is not None and target["status"] in feedback.DONE_STATUSES:
+        # A mail's body is extracted after the commit; its adapter reads a reply's words first.
+        text = msg.text or str(msg.meta.get("text_preview") or "")
+        kind, score = feedback.classify_row(target, text, now, windows, bool(msg.attachments))
+        if kind != "message":
+            return _record_follow_up(tx, msg, now, ctx, target, sender, (kind, score))
     follow_up_of = None
     if target is not None and target["status"] == "closed":
         follow_up_of, target = target["tracking"], None
@@ -166,9 +187,11 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
         state = state_of(target)
         new_state, events = customer_message(state, now)
+        new_state, events = _customer_severity(new_state, events, msg, now)
         if events:
             fields = state_fields(new_state, target)
-            if new_state.pauses != state.pauses or new_state.status != state.status:
+            moved = new_state.severity != state.severity or new_state.status != state.status
+            if new_state.pauses != state.pauses or moved:
                 fields.update(recompute_sla(ctx, target, new_state, now))
             fields["updated_at"] = iso(now)
             tx.update_incident(target["id"], fields)
@@ -190,6 +213,54 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     if created and msg.acknowledge:
         _queue_ack(tx, msg, now, target, receipt)
     return receipt
+
+
+def _customer_severity(
+    state: IncidentState, events: list[Any], msg: Inbound, now: datetime
+) -> tuple[IncidentState, list[Any]]:
+    """Impact answers given after the first message (the web chat's type-first form) raise
+    the severity of an incident no agent has taken yet; they never lower it."""
+    wanted = msg.severity
+    if not wanted or state.status != "new" or wanted not in SEVERITIES:
+        return state, events
+    if SEVERITIES.index(wanted) >= SEVERITIES.index(state.severity):
+        return state, events
+    reason = "respuestas de impacto del cliente"
+    new, more = change_severity(state, "customer", now, wanted, reason)
+    return new, [*events, *more]
+
+
+def _record_follow_up(
+    tx: Tx,
+    msg: Inbound,
+    now: datetime,
+    ctx: IntakeContext,
+    target: Row,
+    sender: str | None,
+    outcome: tuple[feedback.FollowUp, int | None],
+) -> Receipt:
+    """A CSAT answer or a bare thanks: kept on the incident, which stays as it is."""
+    feedback.record(tx, target, outcome[0], outcome[1], now)
+    message_id = _store_message(tx, msg, now, target["id"], sender)
+    tx.insert_receipt(
+        msg.channel,
+        msg.provider_id,
+        now,
+        incident_id=target["id"],
+        message_id=message_id,
+        raw=msg.raw,
+    )
+    row = tx.incident(target["id"]) or target
+    return _receipt(
+        ctx,
+        tx,
+        row,
+        message_id,
+        created=False,
+        duplicate=False,
+        name=msg.contact.name,
+        follow_up=outcome[0],
+    )
 
 
 def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime) -> Row:
@@ -343,6 +414,7 @@ def _receipt(
     created: bool,
     duplicate: bool,
     name: str | None = None,
+    follow_up: str | None = None,
 ) -> Receipt:
     cfg = ctx.settings.routing
     line = cfg.lines.get(row["country"], cfg.default_line)
@@ -353,8 +425,9 @@ def _receipt(
     language, tracking = row["language"], row["tracking"]
 
     def render() -> str:
+        template = "ack" if created else "joined"
         return ctx.texts.render(
-            "ack" if created else "joined",
+            "csat_thanks" if follow_up == "csat" else template,
             language,
             tracking=tracking,
             name=name,
@@ -375,6 +448,7 @@ def _receipt(
         after_hours=after_hours,
         opens_at=opens_at,
         render_ack=render,
+        follow_up=follow_up,
     )
 
 

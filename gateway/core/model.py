@@ -86,6 +86,7 @@ class Receipt:
     after_hours: bool
     opens_at: datetime | None
     render_ack: Callable[[], str] = field(repr=False, compare=False, default=lambda: "")
+    follow_up: str | None = None  # "csat" or "thanks": an answer kept on a resolved incident
 
     @cached_property
     def ack_text(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.core.errors import Rejected
 from gateway.core.timeutil import iso
-from gateway.store.tx import Row, Tx
+from gateway.store.tx import Row, Tx, to_json
 
 # (tx, incident row, contact row, now) -> extra payload, or raise Rejected/Conflict.
 ReplyGuard = Callable[[Tx, Row, Row, datetime], dict[str, Any]]
@@ -43,8 +43,11 @@ def queue_reply(
     author: str,
     now: datetime,
     guards: Mapping[str, ReplyGuard] | None = None,
+    kind: str = "reply",
+    payload: Mapping[str, Any] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> int:
-    """Store an agent's reply and queue its delivery; returns the message id."""
+    """Store an agent's reply (or a notice of `kind`) and queue its delivery; returns its id."""
     if not text or not text.strip():
         raise Rejected("the reply text is empty", field="text")
     contact = tx.contact(incident["contact_id"]) or {}
@@ -79,9 +82,10 @@ def queue_reply(
             "body": text.strip(),
             "at": iso(now),
             "delivery_status": "queued",
+            **({"flags": to_json(list(flags))} if flags else {}),
         }
     )
-    payload = {
+    body = {
         "text": text.strip(),
         "tracking": incident["tracking"],
         "language": incident["language"],
@@ -90,14 +94,15 @@ def queue_reply(
         "in_reply_to": last_in["external_ref"] if last_in else None,
         "references": refs[-20:],
         "author": author,
+        **(payload or {}),
         **extra,
     }
     tx.insert_outbox(
         channel=channel,
-        kind="reply",
+        kind=kind,
         recipient=recipient,
         at=now,
-        payload=payload,
+        payload=body,
         incident_id=incident["id"],
         message_id=message_id,
     )

@@ -49,6 +49,23 @@ class Texts:
             ctx.setdefault("opening", self.opening(line, ctx["opens_at"], lang))
         return template.render(**ctx).strip()
 
+    def country_names(self, lang: str) -> dict[str, str]:
+        """Country names in `lang` by ISO code, from `countries.txt` (cached)."""
+        lang = lang if lang in LANGUAGES else "es"
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_countries", {})
+        if lang not in cache:
+            names = {}
+            for row in self.render("countries", lang).splitlines():
+                code, sep, name = row.partition(":")
+                if sep and code.strip().isalpha():
+                    names[code.strip().upper()] = name.strip()
+            cache[lang] = names
+        return cache[lang]
+
+    def country(self, line: Line, lang: str) -> str:
+        """The line's country as a customer reads it ("Estados Unidos", not "Miami")."""
+        return self.country_names(lang).get(line.code, line.name)
+
     def hours(self, line: Line, lang: str) -> str:
         """'lunes a viernes de 06:00 a 21:00; sábado y domingo de 07:00 a 17:00'."""
         return hours_text(line, lang)

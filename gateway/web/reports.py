@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.core.errors import Forbidden, Rejected
+from gateway.core.feedback import csat_summary
 from gateway.core.timeutil import iso, parse_iso
 from gateway.store.tx import Row, Tx
 
@@ -164,6 +165,7 @@ async def sla_report(request: web.Request) -> web.Response:
     gw = gw_of(request)
     rows = await gw.store.read(lambda tx: read_month(tx, start, end))
     report = compliance(rows, month, gw.clock())
+    report["csat"] = csat_summary(rows)  # the customers' 1-5 answers to resolution notices
     if fmt == "csv":
         return web.Response(
             text=breaches_csv(report),

@@ -77,6 +77,7 @@ def summary_json(row: Row, contact: Row | None, now: datetime, at_risk_window: A
         "sla": sla_json(row, now, at_risk_window),
         "category": row["category"],
         "resolution": row["resolution"],
+        "csat": row.get("csat"),  # the customer's 1-5 answer to the resolution notice
         "routing": orjson.loads(row["routing"] or "{}"),
         "flags": orjson.loads(row["flags"] or "[]"),
     }

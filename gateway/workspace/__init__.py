@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.workspace import api, forms, live, login, openapi, pages, sessions
+from gateway.workspace import api, canned, desk, forms, live, login, openapi, pages, prefs, sessions
 from gateway.workspace.web import STATIC
 
 if TYPE_CHECKING:
@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 def setup(gw: Gateway) -> None:
     """Wire the workspace into a gateway."""
     gw.add_migrations("workspace", sessions.MIGRATIONS)
+    gw.add_migrations("desk", desk.MIGRATIONS)  # agents' zones, unread marks, canned replies
     gw.authenticators.append(sessions.authenticate)
     api.setup(gw)
     openapi.setup(gw.app)
     login.setup(gw.app)
     pages.setup(gw.app)
+    canned.setup(gw.app)
+    prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)
     gw.app.router.add_static("/static/agent/", STATIC, name="agent_static")

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.core import incident as life
+from gateway.core import notices
 from gateway.core.auth import User
 from gateway.core.errors import Rejected
 from gateway.core.intake import IntakeContext, late_breaches, recompute_sla, state_fields, state_of
@@ -147,18 +148,33 @@ def _resolve(tx: Tx, user: User, row: Row, body: Mapping[str, Any], ctx: ActionC
     assert category is not None and resolution is not None
     categories = ctx.intake.settings.incidents.categories
     change = life.resolve(state_of(row), user.name, ctx.now, category, resolution, categories)
-    return _apply(tx, row, change, ctx)
+    # A new resolution asks for a new rating: an earlier one belonged to the earlier solution.
+    updated = _apply(tx, row, change, ctx, {"csat": None, "csat_at": None})
+    notices.queue_resolution_notice(
+        tx,
+        updated,
+        author=user.name,
+        now=ctx.now,
+        texts=ctx.intake.texts,
+        settings=ctx.intake.settings,
+        guards=ctx.guards,
+    )
+    return updated
 
 
 def _close(tx: Tx, user: User, row: Row, body: Mapping[str, Any], ctx: ActionContext) -> Row:
     change = life.close(state_of(row), user.name, ctx.now)
-    return _apply(tx, row, change, ctx, {"closed_at": iso(ctx.now)})
+    updated = _apply(tx, row, change, ctx, {"closed_at": iso(ctx.now)})
+    notices.queue_status(tx, updated, "closed", ctx.now)
+    return updated
 
 
 def _reopen(tx: Tx, user: User, row: Row, body: Mapping[str, Any], ctx: ActionContext) -> Row:
     reason = text_field(body, "reason", required=False)
     change = life.reopen(state_of(row), user.name, ctx.now, reason)
-    return _apply(tx, row, change, ctx, {"closed_at": None})
+    updated = _apply(tx, row, change, ctx, {"closed_at": None})
+    notices.queue_status(tx, updated, "in_progress", ctx.now)
+    return updated
 
 
 Action = Callable[[Tx, User, Row, Mapping[str, Any], ActionContext], Row]

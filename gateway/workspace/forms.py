@@ -82,12 +82,19 @@ async def action_form(request: web.Request) -> web.Response:
         request, csrf if isinstance(csrf, str) else None
     ):
         return render("error.html", status=403, user=user, message=STALE_FORM)
+    body = _body(action, form)
     try:
-        outcome = await run_action(gw, user, tracking, action, _body(action, form))
+        outcome = await run_action(gw, user, tracking, action, body)
     except GatewayError as exc:
         if isinstance(exc, NotFound):
             return render("error.html", status=404, user=user, message=spanish_error(action, exc))
-        return await incident_page(request, error=spanish_error(action, exc), status=status_of(exc))
+        return await incident_page(
+            request,
+            error=spanish_error(action, exc),
+            status=status_of(exc),
+            action=action,
+            draft=body,
+        )
     if not can_see(user, outcome.row):
         raise web.HTTPSeeOther("/agent/?hecho=escalate")
     raise web.HTTPSeeOther(f"/agent/incidents/{outcome.tracking}?hecho={action}")

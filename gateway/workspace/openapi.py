@@ -145,6 +145,7 @@ def schemas() -> J:
         "sla": {"type": "object", "properties": sla},
         "category": _nullable("string"),
         "resolution": _nullable("string"),
+        "csat": {**_nullable("integer"), "minimum": 1, "maximum": 5},
         "routing": {"type": "object"},
     }
     attachment = {

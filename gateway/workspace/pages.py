@@ -18,10 +18,22 @@ from gateway.core.model import CHANNELS, OPEN_STATUSES
 from gateway.core.services import gw_of
 from gateway.core.tracking import parse_tracking
 from gateway.store.tx import Row, Tx
-from gateway.web.api import current_user, queue_contact, queue_rows, visible_incident
+from gateway.web.api import current_user, queue_contact, visible_incident
 from gateway.web.views import incident_json, summary_json
+from gateway.workspace.canned import canned_for
+from gateway.workspace.desk import agent_timezone, mark_seen
+from gateway.workspace.labels import category_name, routing_reason, zone_label
+from gateway.workspace.queue_views import (
+    DEFAULT_VIEW,
+    SORTS,
+    VIEW_BY_KEY,
+    VIEWS,
+    read_view,
+    row_extras,
+    view_counts,
+)
 from gateway.workspace.sessions import csrf_token, session_of
-from gateway.workspace.timeline import timeline
+from gateway.workspace.timeline import event_text, timeline
 from gateway.workspace.web import render, seconds_until
 from routing.model import SEVERITIES
 
@@ -47,6 +59,19 @@ def page_context(request: web.Request, user: User) -> dict[str, Any]:
     return {"user": user, "csrf": token, "now_iso": gw.clock().isoformat()}
 
 
+def zone_names(gw: Any) -> dict[str, str]:
+    """'America/Costa_Rica' -> 'Costa Rica': each line's zone by its country's name."""
+    countries = gw.texts.country_names("es")
+    lines = gw.settings.routing.lines
+    return {str(line.timezone): countries.get(code, line.name) for code, line in lines.items()}
+
+
+def line_zone(gw: Any, country: str | None) -> str:
+    """The IANA zone of a country line (the default line's when unknown)."""
+    routing = gw.settings.routing
+    return str(routing.lines.get(country or "", routing.default_line).timezone)
+
+
 def _filters(request: web.Request, lines: tuple[str, ...]) -> dict[str, str]:
     allowed = {
         "country": lines,
@@ -57,11 +82,14 @@ def _filters(request: web.Request, lines: tuple[str, ...]) -> dict[str, str]:
     return {k: v for k, ok in allowed.items() if (v := request.query.get(k, "")) in ok}
 
 
-def queue_view(row: Row, contact: Row | None, now: datetime, window: Any) -> dict[str, Any]:
+def queue_view(
+    row: Row, contact: Row | None, now: datetime, window: Any, extras: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One queue row with the countdowns the page shows."""
     out = summary_json(row, contact, now, window)
     sla = out["sla"]
-    out["waiting_s"] = -(seconds_until(row["registered_at"], now) or 0)
+    out.update(extras or {"unread": False, "turn": "agent", "since": row["registered_at"]})
+    out["waiting_s"] = -(seconds_until(out["since"], now) or 0) if out["since"] else None
     out["attention_s"] = None if sla["attended_at"] else seconds_until(sla["attention_due"], now)
     out["solution_s"] = seconds_until(sla["solution_due"], now)
     return out
@@ -72,19 +100,43 @@ async def _queue_data(request: web.Request, user: User) -> dict[str, Any]:
     level = request.query.get("level", "").upper()
     level = level if level in user.levels else user.levels[0]
     filters = _filters(request, tuple(gw.settings.routing.lines))
+    view = request.query.get("vista", DEFAULT_VIEW)
+    view = view if view in VIEW_BY_KEY else DEFAULT_VIEW
+    sort = request.query.get("orden", "urgencia")
+    sort = sort if sort in SORTS else "urgencia"
     team = user.team if user.role in ("l2", "l3") else None
     now = gw.clock()
     window = gw.settings.routing.at_risk_window
 
-    def read(tx: Tx) -> list[dict[str, Any]]:
-        rows = queue_rows(tx, level=level, team_first=team, filters=filters, limit=QUEUE_LIMIT)
-        return [queue_view(r, queue_contact(r), now, window) for r in rows]
+    def read(tx: Tx) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        rows = read_view(
+            tx,
+            user=user,
+            level=level,
+            view=view,
+            sort=sort,
+            filters=filters,
+            team_first=team,
+            now=now,
+            limit=QUEUE_LIMIT,
+        )
+        extras = row_extras(tx, user, rows)
+        shown = [queue_view(r, queue_contact(r), now, window, extras[int(r["id"])]) for r in rows]
+        return shown, view_counts(tx, user=user, level=level, filters=filters, now=now)
 
+    rows, counts = await gw.store.read(read)
     return {
         "level": level,
         "filters": filters,
-        "rows": await gw.store.read(read),
+        "view": view,
+        "views": VIEWS,
+        "counts": counts,
+        "sort": sort,
+        "sorts": SORTS,
+        "rows": rows,
+        "unread": sum(1 for r in rows if r["unread"]),
         "lines": sorted(gw.settings.routing.lines),
+        "countries": gw.texts.country_names("es"),
         "channels": CHANNELS,
         "severities": SEVERITIES,
         "statuses": OPEN_STATUSES,
@@ -103,10 +155,13 @@ async def queue_page(request: web.Request) -> web.Response:
 
 
 async def queue_fragment(request: web.Request) -> web.Response:
-    """GET /agent/fragments/queue: the queue's table rows, for live refresh."""
+    """GET /agent/fragments/queue: the queue's table rows, for live refresh; the views'
+    counts ride along in `X-Queue-Counts` (JSON) for the tabs."""
     user = await current_user(request)
     data = await _queue_data(request, user)
-    return render("_queue_rows.html", **page_context(request, user), **data)
+    resp = render("_queue_rows.html", **page_context(request, user), **data)
+    resp.headers["X-Queue-Counts"] = json.dumps(data["counts"])
+    return resp
 
 
 def _clean_html(html: str) -> str:
@@ -138,9 +193,30 @@ async def incident_data(request: web.Request, user: User) -> dict[str, Any]:
         raw = html.get(message["id"])
         message["html_clean"] = _clean_html(raw) if raw else None
     teams = gw.settings.incidents.teams
+    names = gw.settings.incidents.category_names
+    countries = gw.texts.country_names("es")
+
+    def seen(tx: Tx) -> str | None:
+        """The agent looked at it now (the queue's unread mark); their time zone."""
+        mark_seen(tx, user.id, int(visible_incident(tx, user, tracking)["id"]), now)
+        return agent_timezone(tx, user.id)
+
+    tz = await gw.store.transact(seen) or line_zone(gw, incident["country"])
     return {
         "incident": incident,
-        "timeline": timeline(incident),
+        "timeline": timeline(incident, countries, names, tz),
+        "audit": [
+            {**e, "text": event_text(e["kind"], e["detail"], countries, names, tz)}
+            for e in incident["events"]
+        ],
+        "tz": tz,
+        "tz_label": zone_label(tz, zone_names(gw), now),
+        "country_name": countries.get(incident["country"], incident["country"]),
+        "reasons": [routing_reason(r, countries) for r in incident["routing"].get("reasons", [])],
+        "category_label": category_name(incident["category"], names),
+        "category_names": {c: category_name(c, names) for c in gw.settings.incidents.categories},
+        "canned": await canned_for(gw, incident),
+        "mine": incident["claimed_by"] == user.name,
         "categories": gw.settings.incidents.categories,
         "severities": SEVERITIES,
         "teams": [{"name": t.name, "level": t.level} for t in teams.values()],
@@ -148,12 +224,16 @@ async def incident_data(request: web.Request, user: User) -> dict[str, Any]:
         if incident["sla"]["attended_at"]
         else seconds_until(incident["sla"]["attention_due"], now),
         "solution_s": seconds_until(incident["sla"]["solution_due"], now),
-        "routing_json": json.dumps(incident["routing"], ensure_ascii=False),
     }
 
 
 async def incident_page(
-    request: web.Request, *, error: str | None = None, status: int = 200
+    request: web.Request,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    action: str | None = None,
+    draft: dict[str, Any] | None = None,
 ) -> web.Response:
     """GET /agent/incidents/{tracking}: conversation, audit trail, SLA and actions."""
     user = await page_user(request)
@@ -173,7 +253,18 @@ async def incident_page(
         "reopen": "Incidente reabierto.",
     }.get(request.query.get("hecho", ""))
     ctx = page_context(request, user)
-    return render("incident.html", status=status, **ctx, **data, error=error, done=done)
+    # A refused reply keeps what the agent wrote.
+    draft_reply = (draft or {}).get("text") if action == "reply" else None
+    return render(
+        "incident.html",
+        status=status,
+        **ctx,
+        **data,
+        error=error,
+        done=done,
+        action=action,
+        draft_reply=draft_reply,
+    )
 
 
 async def timeline_fragment(request: web.Request) -> web.Response:

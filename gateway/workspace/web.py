@@ -16,6 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.core.timeutil import parse_iso
+from gateway.workspace.labels import actor_name, delivery_state, local_when, registered_by
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -52,23 +53,30 @@ CHANNEL_ES = {
 }
 
 
-def _when(value: str | None) -> str:
-    """An ISO time as 'AAAA-MM-DD HH:MM UTC' (agents across 11 countries share UTC)."""
+def _when(value: str | None, tz: str | None = None) -> str:
+    """An ISO time in the agent's zone `tz` ('30/11/2026 09:05'), else in UTC."""
+    if tz:
+        return local_when(value, tz)
     moment = parse_iso(value)
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
-def _duration(seconds: float | None) -> str:
-    """Seconds as '1 h 05 min' / '12 min' / '-3 min' (negative: overdue)."""
-    if seconds is None:
-        return "—"
-    sign = "-" if seconds < 0 else ""
-    minutes = int(abs(seconds) // 60)
+def _span(seconds: float) -> str:
+    minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     if hours >= 24:
         days, hours = divmod(hours, 24)
-        return f"{sign}{days} d {hours} h"
-    return f"{sign}{hours} h {minutes:02d} min" if hours else f"{sign}{minutes} min"
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds as '1 h 05 min' / '12 min'; overdue as 'vencido hace 3 min' (never '-0 min')."""
+    if seconds is None:
+        return "—"
+    if seconds < 0:
+        return f"vencido hace {_span(max(-seconds, 60))}"
+    return _span(seconds)
 
 
 def environment() -> jinja2.Environment:
@@ -82,6 +90,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["duration"] = _duration
+    env.filters["actor"] = actor_name
+    env.filters["delivery"] = delivery_state
+    env.filters["registered_by"] = registered_by
     env.globals["STATUS_ES"] = STATUS_ES
     env.globals["CHANNEL_ES"] = CHANNEL_ES
     return env

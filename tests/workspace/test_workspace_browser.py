@@ -98,6 +98,7 @@ async def test_agent_works_an_incident_from_live_queue_to_closure(
             )
             await expect(page.locator(".msg-out .body")).to_have_text("Estamos revisando su línea.")
 
+            await page.click("#act-escalate > summary")  # secondary actions fold away
             await page.select_option("#form-escalate select[name=level]", "L2")
             await page.select_option("#form-escalate select[name=team]", "redes")
             await page.fill("#form-escalate input[name=reason]", "Falla en la red troncal")
@@ -110,6 +111,7 @@ async def test_agent_works_an_incident_from_live_queue_to_closure(
             )
             await expect(l2.locator(f'tr[data-tracking="{wa.tracking}"]')).to_be_visible()
 
+            await page.click("#act-resolve > summary")
             await page.select_option("#form-resolve select[name=category]", "falla-de-servicio")
             await page.fill("#form-resolve textarea[name=resolution]", "Se reemplazó la tarjeta")
             await page.click("#do-resolve")

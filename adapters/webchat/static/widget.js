@@ -38,6 +38,20 @@
   button.setAttribute("aria-expanded", "false");
   button.setAttribute("aria-controls", "cmw-panel");
   button.textContent = t.launcher_label;
+  // The unread count sits on the launcher's corner, outside its text.
+  var badge = document.createElement("span");
+  badge.className = "cmw-badge";
+  badge.setAttribute("aria-hidden", "true");
+  badge.hidden = true;
+  button.appendChild(badge);
+  var unread = 0;
+  function showUnread() {
+    badge.hidden = unread === 0;
+    badge.textContent = unread > 9 ? "9+" : String(unread);
+    button.classList.toggle("cmw-unread", unread > 0);
+    var label = isOpen() ? t.launcher_close : t.launcher_open;
+    button.setAttribute("aria-label", unread ? label + " — " + t.unread.replace("{n}", String(unread)) : label);
+  }
 
   var panel = document.createElement("div");
   panel.id = "cmw-panel";
@@ -69,15 +83,15 @@
     ensureFrame();
     panel.hidden = false;
     button.setAttribute("aria-expanded", "true");
-    button.setAttribute("aria-label", t.launcher_close);
-    button.classList.remove("cmw-unread");
+    unread = 0;
+    showUnread();
     remember(true);
     focusFrame();
   }
   function close() {
     panel.hidden = true;
     button.setAttribute("aria-expanded", "false");
-    button.setAttribute("aria-label", t.launcher_open);
+    showUnread();
     remember(false);
     button.focus();
   }
@@ -97,8 +111,8 @@
     }
     if (type === "cmw-close") close();
     if (type === "cmw-unread" && !isOpen()) {
-      button.classList.add("cmw-unread");
-      button.setAttribute("aria-label", t.launcher_open + " — " + t.new_message);
+      unread += 1;
+      showUnread();
     }
   });
 

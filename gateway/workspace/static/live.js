@@ -9,14 +9,17 @@
   var atRiskTable = document.querySelector("[data-at-risk]");
   var atRisk = atRiskTable ? Number(atRiskTable.dataset.atRisk) * 1000 : 15 * 60 * 1000;
 
-  function fmt(ms) {
-    var sign = ms < 0 ? "-" : "";
-    var minutes = Math.floor(Math.abs(ms) / 60000);
+  function span(ms) {
+    var minutes = Math.floor(ms / 60000);
     var hours = Math.floor(minutes / 60);
     minutes = minutes % 60;
-    if (hours >= 24) { return sign + Math.floor(hours / 24) + " d " + (hours % 24) + " h"; }
-    if (hours) { return sign + hours + " h " + String(minutes).padStart(2, "0") + " min"; }
-    return sign + minutes + " min";
+    if (hours >= 24) { return Math.floor(hours / 24) + " d " + (hours % 24) + " h"; }
+    if (hours) { return hours + " h " + String(minutes).padStart(2, "0") + " min"; }
+    return minutes + " min";
+  }
+  // Overdue reads "vencido hace 3 min" (never "-0 min"); a wait is never negative.
+  function fmt(ms) {
+    return ms < 0 ? "vencido hace " + span(Math.max(-ms, 60000)) : span(ms);
   }
 
   function tick() {
@@ -28,7 +31,7 @@
       el.classList.toggle("riesgo", left >= 0 && left <= atRisk);
     });
     document.querySelectorAll("[data-since]").forEach(function (el) {
-      el.textContent = fmt(now - Date.parse(el.dataset.since));
+      el.textContent = span(Math.max(0, now - Date.parse(el.dataset.since)));
     });
   }
   window.cmwTick = tick;

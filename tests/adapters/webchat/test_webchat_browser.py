@@ -97,7 +97,8 @@ async def test_widget_chat_end_to_end(site: tuple[str, Gateway], page: Page) -> 
     await launcher.click()
     await expect(launcher).to_have_attribute("aria-expanded", "true")
     chat = page.frame_locator("#cmw-frame")
-    await expect(chat.locator("#cmw-name")).to_be_focused()  # focus moved into the panel
+    # Focus moved into the panel, on the message: the customer types first.
+    await expect(chat.locator("#cmw-first")).to_be_focused()
 
     # The pre-chat form, as a customer fills it in.
     await chat.locator("#cmw-name").fill("Ana <b>Rojas</b>")
