@@ -78,10 +78,14 @@ def _inbound(gw: Gateway, req: CallbackRequest, request_id: str) -> Inbound:
         email=req.email,
         description=req.description,
     )
+    # The form proves nothing about who filled it in: its name, phone and email are claims,
+    # never an identity that finds, fills or threads into another contact's incidents.
+    claims = {"name": req.name, "phone": req.phone, "email": req.email or ""}
     return Inbound(
         channel="click2call",
         provider_id=request_id,
-        contact=Contact(name=req.name, email=req.email, phone=req.phone),
+        contact=Contact(),
+        claims={k: v for k, v in claims.items() if v},
         text=text,
         received_at=gw.clock(),
         chosen_country=req.country,

@@ -48,7 +48,16 @@ HUB = web.AppKey("webchat_hub", Hub)
 class Session:
     """One socket's state; kept tiny because a gateway holds thousands of them."""
 
-    __slots__ = ("bucket", "contact", "country", "lang", "lang_explicit", "tracking", "visitor")
+    __slots__ = (
+        "bucket",
+        "claims",
+        "contact",
+        "country",
+        "lang",
+        "lang_explicit",
+        "tracking",
+        "visitor",
+    )
 
     def __init__(self, bucket: Bucket):
         self.bucket = bucket
@@ -58,6 +67,7 @@ class Session:
         self.tracking: str | None = None
         self.country: str | None = None
         self.contact: Contact | None = None
+        self.claims: dict[str, str] = {}  # what the pre-chat form said: unverified
 
 
 def _dump(frame: dict[str, Any]) -> str:
@@ -310,25 +320,27 @@ class WebChat:
         )
 
     async def _start(self, ws: web.WebSocketResponse, session: Session, start: Start) -> None:
+        # Only the signed visitor token is proven; the form's name, email and phone are claims
+        # (checklist W5: typing a customer's email gives no access to their conversations).
         # `begin` (type first) may come without a name: the timeline names a chat visitor.
-        name = start.name or None
-        contact = Contact(
-            name=name, email=start.email, phone=start.phone, visitor_id=session.visitor
-        )
+        contact = Contact(visitor_id=session.visitor)
+        typed = {"name": start.name or None, "email": start.email, "phone": start.phone}
+        claims = {k: v for k, v in typed.items() if v}
         msg = self._inbound(
             session,
             start.client_id,
             json.dumps({"type": "start", "text": start.text}),
             contact=contact,
+            claims=claims,
             text=start.text,
             chosen_country=start.country,
             severity=start.severity,
-            author=name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
+            author=start.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
         receipt = await self._accept(ws, session, msg, start.client_id)
         if receipt is None:
             return
-        session.contact, session.country = contact, receipt.country
+        session.contact, session.claims, session.country = contact, claims, receipt.country
         await self._committed(ws, session, receipt, start.client_id, start.text)
 
     async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
@@ -341,6 +353,7 @@ class WebChat:
             frame.client_id,
             json.dumps({"type": "message", "text": frame.text}),
             contact=contact,
+            claims=session.claims,
             text=frame.text,
             chosen_country=session.country,
             # The conversation's number: threads into it even when resolved (the core checks
@@ -397,7 +410,7 @@ class WebChat:
         await ws.send_str(_dump({**ack, "tracking": receipt.tracking}))
         if receipt.tracking != session.tracking or receipt.created:
             session.tracking = receipt.tracking
-            email = session.contact.email if session.contact else None
+            email = session.claims.get("email")
             await ws.send_str(_dump(ticket_frame(self.gw, receipt, email)))
         if not receipt.duplicate:  # the visitor's other tabs show it too
             frame = {"type": "message", "from": "customer", "text": text}

@@ -104,6 +104,8 @@ async def test_in_hours_the_customer_is_called_from_their_country_line(
         "email": "ana@example.com",
         "phone": MX_CUSTOMER,
         "telegram_chat_id": None,
+        # A website form proves nothing: everything it says is a claim (issue #15).
+        "claimed": ["name", "email", "phone"],
     }
     assert "Sin tono en la troncal SIP" in incident["messages"][0]["body"]
     assert event(incident, "callback_call_placed")["call_sid"] == fake_twilio.calls[0]["sid"]
