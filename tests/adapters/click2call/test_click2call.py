@@ -39,7 +39,10 @@ async def ask(
     **fields: Any,
 ) -> Any:
     body = {"name": "Ana Solís", "phone": phone, **fields}
-    headers = {"Idempotency-Key": key} if key else {}
+    # The website's pages send their Origin ([click2call] allowed_origins).
+    headers = {"Origin": "https://www.callmyway.com"}
+    if key:
+        headers["Idempotency-Key"] = key
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
     return await client.post("/api/v1/click2call", json=body, headers=headers)
