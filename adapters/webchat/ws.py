@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapters.webchat import presence
+from adapters.webchat import confirm, presence
+from adapters.webchat.confirm import ask_to_confirm
 from adapters.webchat.delivery import Delivery, email_guard
 from adapters.webchat.frames import Details, FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
@@ -341,7 +342,10 @@ class WebChat:
         if receipt is None:
             return
         session.contact, session.claims, session.country = contact, claims, receipt.country
-        await self._committed(ws, session, receipt, start.client_id, start.text)
+        confirmed = False
+        if start.email:  # replies are mailed only to an address the visitor confirmed
+            confirmed = await ask_to_confirm(self.gw, session.visitor, start.email, receipt)
+        await self._committed(ws, session, receipt, start.client_id, start.text, confirmed)
 
     async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
         if not session.tracking:
@@ -403,7 +407,13 @@ class WebChat:
             await ws.send_str(_dump({**frame_out, "id": receipt.message_id}))
 
     async def _committed(
-        self, ws: web.WebSocketResponse, session: Session, receipt: Any, cid: str | None, text: str
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        receipt: Any,
+        cid: str | None,
+        text: str,
+        confirmed: bool = False,
     ) -> None:
         assert session.visitor is not None
         ack = {"type": "ack", "client_id": cid, "id": receipt.message_id}
@@ -411,7 +421,7 @@ class WebChat:
         if receipt.tracking != session.tracking or receipt.created:
             session.tracking = receipt.tracking
             email = session.claims.get("email")
-            await ws.send_str(_dump(ticket_frame(self.gw, receipt, email)))
+            await ws.send_str(_dump(ticket_frame(self.gw, receipt, email, confirmed)))
         if not receipt.duplicate:  # the visitor's other tabs show it too
             frame = {"type": "message", "from": "customer", "text": text}
             frame.update(at=iso(self.gw.clock()), id=receipt.message_id, client_id=cid)
@@ -439,3 +449,5 @@ def setup(gw: Gateway) -> None:
     gw.app.cleanup_ctx.append(chat.lifecycle)
     gw.outbox.register("webchat", Delivery(gw, chat.fan_out).send)
     gw.reply_guards["webchat"] = email_guard
+    gw.add_migrations("webchat_email", confirm.MIGRATIONS)  # own component: presence's versions
+    confirm.add_routes(gw)

@@ -28,7 +28,9 @@ async def test_reply_reaches_every_open_socket_of_the_visitor(chat_app: Any) -> 
         assert frame["text"] == "Hola Ana, ya revisamos su central."
         assert frame["tracking"] == ticket["tracking"] and frame["at"]
     assert row["status"] == "sent" and row["provider_id"] == "ws:2"
-    emails = await gw.store.read(lambda tx: tx.all("SELECT * FROM outbox WHERE channel = 'email'"))
+    emails = await gw.store.read(
+        lambda tx: tx.all("SELECT * FROM outbox WHERE channel = 'email' AND kind = 'reply'")
+    )
     assert emails == []  # the customer was there: no email copy
 
 
