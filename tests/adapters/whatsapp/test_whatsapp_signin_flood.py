@@ -11,13 +11,38 @@ import asyncio
 import re
 from typing import Any
 
-from gateway.core.auth import add_user, hash_password
-from gateway.workspace.sessions import POOL
-from tests.adapters.whatsapp.test_whatsapp_fallback import FALLBACK, flaky, spooled
-from tests.adapters.whatsapp.wa_kit import inbound_form, post_signed
+import pytest
 
-__all__ = ["flaky"]  # the fixture, shared with the fallback tests
+from gateway.app import create_app
+from gateway.core.auth import add_user, hash_password
+from gateway.core.errors import TemporaryFailure
+from gateway.core.services import GW
+from gateway.workspace.sessions import POOL
+from tests.adapters.whatsapp.test_whatsapp_fallback import FALLBACK, spooled
+from tests.adapters.whatsapp.wa_kit import ADAPTERS, inbound_form, post_signed
+from tests.faults import make_store_with
+
 AGENTS = 18  # below [agents] max_failures_per_address (20): every attempt gets its hash
+
+
+class IntakeOutage:
+    """Only the intake's writes fail while `down` (agents can still sign in): Twilio's
+    webhook gets 503 and calls the fallback, which spools."""
+
+    down = False
+
+    async def transact(self, fn: Any) -> Any:
+        if self.down and getattr(fn, "__qualname__", "").startswith("Intake."):
+            raise TemporaryFailure("the database cannot commit right now")
+        return await super().transact(fn)  # type: ignore[misc]
+
+
+@pytest.fixture
+async def flaky(aiohttp_client: Any, wa_settings: Any, clock: Any) -> tuple[Any, Any, Any]:
+    store = make_store_with(wa_settings, IntakeOutage)
+    app = create_app(wa_settings, clock=clock, store=store, adapters=ADAPTERS)
+    client = await aiohttp_client(app)
+    return client, app[GW], store
 
 
 async def test_a_sign_in_flood_leaves_the_fallback_spool_its_threads(flaky: Any) -> None:
@@ -41,7 +66,7 @@ async def test_a_sign_in_flood_leaves_the_fallback_spool_its_threads(flaky: Any)
         resp = await client.post("/agent/login", data=data, headers=cookie, allow_redirects=False)
         return resp.status
 
-    store.failing_intake = True  # the database cannot take the message: Twilio's fallback
+    store.down = True  # the database cannot take the message: Twilio's fallback
     flood = [asyncio.create_task(sign_in(f"agente{n}")) for n in range(AGENTS)]
     pool = gw.extras[POOL]
     for _ in range(500):  # until every sign-in waits for (or runs) its hash
