@@ -374,13 +374,10 @@ class WebChat:
         if not session.tracking:
             await self._error(ws, session, "no_conversation", client_id=frame.client_id)
             return
-        known = session.contact or Contact(visitor_id=session.visitor)
-        contact = Contact(
-            name=frame.name or known.name,
-            email=frame.email or known.email,
-            phone=frame.phone or known.phone,
-            visitor_id=session.visitor,
-        )
+        # Typed details are claims (issue #15): kept with the incident, never the identity.
+        contact = session.contact or Contact(visitor_id=session.visitor)
+        typed = {"name": frame.name, "email": frame.email, "phone": frame.phone}
+        claims = {**{k: v for k, v in typed.items() if v}, **session.claims}
         text = self.gw.texts.render(
             "webchat_details",
             session.lang,
@@ -394,15 +391,18 @@ class WebChat:
             frame.client_id,
             json.dumps({"type": "details"}),
             contact=contact,
+            claims=claims,
             text=text,
             chosen_country=session.country,
             severity=frame.severity,
             tracking_hints=(session.tracking,),
-            author=contact.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
+            author=claims.get("name") or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
         receipt = await self._accept(ws, session, msg, frame.client_id)
         if receipt is not None:
-            session.contact = contact
+            session.claims = claims
+            if frame.email:  # replies are mailed only to an address the visitor confirmed
+                await ask_to_confirm(self.gw, session.visitor, frame.email, receipt)
             frame_out = {"type": "details_saved", "client_id": frame.client_id}
             await ws.send_str(_dump({**frame_out, "id": receipt.message_id}))
 

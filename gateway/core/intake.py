@@ -195,6 +195,7 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
             tx.insert_event(target["id"], now, "system", "follow_up_of", {"tracking": follow_up_of})
     else:
         tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
+        _add_claims(tx, target, msg)
         state = state_of(target)
         new_state, events = customer_message(state, now)
         new_state, events = _customer_severity(new_state, events, msg, now)
@@ -387,6 +388,18 @@ _NEW_INCIDENT_DEFAULTS: Row = {
 def _claims(msg: Inbound) -> dict[str, str]:
     """The customer's typed contact data worth keeping (empty values dropped)."""
     return {k: str(v)[:200] for k, v in msg.claims.items() if v and k in ("name", "email", "phone")}
+
+
+def _add_claims(tx: Tx, row: Row, msg: Inbound) -> None:
+    """Typed details given later in a conversation complete the incident's claims (never over
+    what the customer said before)."""
+    claims = _claims(msg)
+    if not claims:
+        return
+    held = json.loads(row.get("claims") or "{}")
+    merged = {**claims, **held}
+    if merged != held:
+        tx.update_incident(row["id"], {"claims": to_json(merged)})
 
 
 def display_name(msg: Inbound) -> str | None:
