@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from config.settings import (
+    AgentSettings,
     Click2CallSettings,
     EmailSettings,
     IncidentSettings,
@@ -216,7 +217,7 @@ def load_settings(env: Mapping[str, str], overrides: Mapping[str, Any] | None = 
 def _build(r: _Reader) -> Settings:
     for section in ("gateway", "email", "whatsapp", "twilio", "telegram", "voice"):
         r.only((section,), set(_defaults()[section]))
-    for section in ("webchat", "click2call", "incidents", "outbox"):
+    for section in ("webchat", "click2call", "incidents", "outbox", "agents"):
         r.only((section,), set(_defaults()[section]))
     routing = _routing(r)
     http_host = r.str("gateway", "http_host")
@@ -239,6 +240,8 @@ def _build(r: _Reader) -> Settings:
         trusted_proxies=_networks(r, ("gateway", "trusted_proxies")),
         slow_webhook=r.duration("gateway", "slow_webhook"),
         instance=_instance(r),
+        metrics_networks=_networks(r, ("gateway", "metrics_networks")),
+        agents=_agents(r),
         email=_email(r),
         whatsapp=WhatsAppSettings(
             number=_phone(r, ("whatsapp", "number")),
@@ -397,6 +400,13 @@ def _email(r: _Reader) -> EmailSettings:
     for address in (*addresses, r.str("email", "from_address")):
         if not _EMAIL.match(address):
             raise r.fail(("email", "addresses"), f"{address!r} is not an email address")
+    relays = _networks(r, ("email", "trusted_relays"))
+    authserv_id = r.str("email", "authserv_id", allow_empty=True)
+    if relays and not authserv_id:
+        # RFC 8601 §5: without our relays' authserv-id, any header a sender forged would pass.
+        raise r.fail(("email", "authserv_id"), "must be set when trusted_relays is not empty")
+    if authserv_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", authserv_id):
+        raise r.fail(("email", "authserv_id"), f"{authserv_id!r} is not a host name")
     return EmailSettings(
         addresses=tuple(a.lower() for a in addresses),
         from_address=r.str("email", "from_address"),
@@ -406,6 +416,23 @@ def _email(r: _Reader) -> EmailSettings:
         ack_window=r.duration("email", "ack_window"),
         idle_timeout=r.duration("email", "idle_timeout"),
         parse_timeout=r.duration("email", "parse_timeout"),
+        trusted_relays=relays,
+        authserv_id=authserv_id,
+        dns_timeout=r.duration("email", "dns_timeout"),
+        verify_sender=r.bool("email", "verify_sender"),
+    )
+
+
+def _agents(r: _Reader) -> AgentSettings:
+    return AgentSettings(
+        max_failures=r.int("agents", "max_failures", low=1),
+        max_failures_per_account=r.int("agents", "max_failures_per_account", low=1),
+        max_failures_per_address=r.int("agents", "max_failures_per_address", low=1),
+        failure_window=r.duration("agents", "failure_window"),
+        hash_workers=r.int("agents", "hash_workers", low=1, high=32),
+        hash_queue=r.int("agents", "hash_queue", low=1),
+        token_lifetime=r.duration("agents", "token_lifetime"),
+        session_check=r.duration("agents", "session_check"),
     )
 
 

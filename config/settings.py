@@ -26,6 +26,13 @@ class EmailSettings:
     ack_window: timedelta
     idle_timeout: timedelta
     parse_timeout: timedelta
+    # Sender authentication (CONTRACT "SMTP"): Authentication-Results is believed only from these
+    # peers (CIDRs) and only under this authserv-id; from anyone else the gateway checks
+    # SPF/DKIM/DMARC itself, each DNS query bounded by dns_timeout.
+    trusted_relays: tuple[str, ...] = ()
+    authserv_id: str = ""
+    dns_timeout: timedelta = timedelta(seconds=5)
+    verify_sender: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,20 @@ class Click2CallSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """Agent credentials: sign-in throttling, the password hashing pool, API token lifetime."""
+
+    max_failures: int = 5  # per user name and client address, within failure_window
+    max_failures_per_account: int = 20  # per user name, any address
+    max_failures_per_address: int = 20  # per client address, any user name
+    failure_window: timedelta = timedelta(minutes=15)
+    hash_workers: int = 2  # threads running argon2 (never the default pool)
+    hash_queue: int = 32  # sign-ins waiting for a hash thread beyond this: 429 at once
+    token_lifetime: timedelta = timedelta(days=90)
+    session_check: timedelta = timedelta(seconds=30)  # live sockets re-check their session
+
+
+@dataclass(frozen=True)
 class Team:
     """An L2/L3 team and the topics or accounts it takes."""
 
@@ -165,4 +186,6 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
     slow_webhook: timedelta = timedelta(seconds=5)  # slower provider webhooks are logged
     instance: str = "gateway"  # this instance's name (GATEWAY_INSTANCE; default hostname:pid)
+    metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # /metrics without a token
+    agents: AgentSettings = field(default_factory=AgentSettings)
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

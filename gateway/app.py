@@ -20,6 +20,7 @@ from config.settings import Settings
 from gateway import workspace
 from gateway.core import feedback
 from gateway.core.bus import Bus
+from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
 from gateway.core.metrics import Metrics
 from gateway.core.outbox import Outbox
@@ -75,8 +76,13 @@ def create_app(
     clock: Clock = utcnow,
     store: Store | None = None,
     adapters: Mapping[str, AdapterSetup] | None = None,
+    resolver: Resolver | None = None,
 ) -> web.Application:
-    """Build the whole gateway as an aiohttp application (listeners start with the app)."""
+    """Build the whole gateway as an aiohttp application (listeners start with the app).
+
+    `resolver` answers the DNS queries of sender authentication (tests pass a fake one); by
+    default the system's resolvers through dnspython.
+    """
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SLOW_WEBHOOK] = settings.slow_webhook.total_seconds()
     store = store or make_store(settings)
@@ -96,6 +102,7 @@ def create_app(
         outbox=outbox,
         scheduler=Scheduler(store, clock, metrics, bus),
         app=app,
+        resolver=resolver,
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations

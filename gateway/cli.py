@@ -1,4 +1,5 @@
-"""Command line: serve, migrate, check-config, user add, token create (CONTRACT "Running it").
+"""Command line: serve, migrate, check-config, user add, token create|list|revoke (CONTRACT
+"Running it").
 
 A configuration problem prints one line naming the setting and exits 2, never a traceback.
 """
@@ -19,9 +20,9 @@ from typing import Any, TypeVar
 
 from config.loader import ConfigError, display_url, load_settings, masked
 from config.settings import Settings
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, Rejected
 from gateway.core.logs import configure
-from gateway.core.timeutil import utcnow
+from gateway.core.timeutil import iso, utcnow
 from gateway.store.tx import Tx
 
 T = TypeVar("T")
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="print a new API token for a user")
     create.add_argument("name")
+    token.add_parser("list", help="list API tokens (id, user, dates; never the token)")
+    revoke = token.add_parser("revoke", help="revoke a token by id, or all tokens of a user")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the token id `token list` shows")
+    which.add_argument("--user", help="revoke every live token of this user")
     telegram = sub.add_parser("telegram", help="Telegram bot").add_subparsers(
         dest="action", required=True
     )
@@ -237,9 +243,38 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.core.auth import create_token
+    from gateway.core.auth import create_token, list_tokens, revoke_tokens, token_expiry
 
-    print(asyncio.run(_with_store(settings, lambda tx: create_token(tx, args.name, utcnow()))))
+    lifetime = settings.agents.token_lifetime
+    if args.action == "create":
+        print(
+            asyncio.run(
+                _with_store(settings, lambda tx: create_token(tx, args.name, utcnow(), lifetime))
+            )
+        )
+        return 0
+    if args.action == "list":
+        now = utcnow()
+        print("id\tuser\tcreated\texpires\tstate")
+        for row in asyncio.run(_with_store(settings, list_tokens)):
+            expires = token_expiry(row, lifetime)
+            state = "revoked" if row["revoked_at"] else ("expired" if expires <= now else "active")
+            print(f"{row['id']}\t{row['name']}\t{row['created_at']}\t{iso(expires)}\t{state}")
+        return 0
+
+    def revoke(tx: Tx) -> int:
+        if args.user is None:
+            return revoke_tokens(tx, utcnow(), token_id=args.id)
+        row = tx.one("SELECT id FROM users WHERE name = ?", (args.user,))
+        if row is None:
+            raise Rejected(f"no user named {args.user!r}", field="user")
+        return revoke_tokens(tx, utcnow(), user_id=row["id"])
+
+    count = asyncio.run(_with_store(settings, revoke))
+    if count == 0:
+        print("error: no such live token", file=sys.stderr)
+        return 1
+    print(f"revoked {count} token(s)")
     return 0
 
 

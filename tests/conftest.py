@@ -51,6 +51,26 @@ class FakeClock:
         self.now = moment
 
 
+class FakeResolver:
+    """DNS from a dict {(name, type): [answers]} (the `gateway.core.dns.Resolver` role).
+
+    Names it does not know have no records (NXDOMAIN); a value that is an exception is raised
+    (a timeout). Every query is recorded in `asked`.
+    """
+
+    def __init__(self, records: dict[tuple[str, str], Any] | None = None):
+        self.records = {(n.lower().rstrip("."), t): v for (n, t), v in (records or {}).items()}
+        self.asked: list[tuple[str, str]] = []
+
+    async def query(self, name: str, rdtype: str) -> list[Any]:
+        key = (name.lower().rstrip("."), rdtype)
+        self.asked.append(key)
+        value = self.records.get(key, [])
+        if isinstance(value, BaseException):
+            raise value
+        return list(value)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -170,9 +190,11 @@ def start_app(aiohttp_client: Any, clock: FakeClock) -> AppFactory:
     """await start_app(settings, adapters=None) -> (client, gw), served on loopback."""
 
     async def start(
-        settings: Settings, *, adapters: Any = None, clock_: Any = None
+        settings: Settings, *, adapters: Any = None, clock_: Any = None, resolver: Any = None
     ) -> tuple[TestClient, Gateway]:
-        app = create_app(settings, clock=clock_ or clock, adapters=adapters)
+        # Never the network: DNS (sender authentication) answers from a fake, empty by default.
+        resolver = resolver if resolver is not None else FakeResolver()
+        app = create_app(settings, clock=clock_ or clock, adapters=adapters, resolver=resolver)
         client = await aiohttp_client(app)
         return client, app[GW]
 

@@ -38,7 +38,14 @@ class Instance:
         self.smtp_port = _free_port()
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The test's SMTP clients play the MTA in front (a trusted relay): sender
+        # authentication then believes the relay and asks no DNS server (never the network).
+        config = self.workdir / "gateway.toml"
+        config.write_text(
+            '[email]\ntrusted_relays = ["127.0.0.0/8"]\nauthserv_id = "mx.callmyway.test"\n'
+        )
         self.env = {
+            "GATEWAY_CONFIG": str(config),
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": str(ROOT),
             "GATEWAY_INSTANCE": name,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
+from yarl import URL
 
 from adapters.click2call import calls as calls
 from adapters.click2call import ledger as ledger
@@ -38,11 +39,14 @@ WATCHDOG_DELAY = timedelta(minutes=2)  # in hours: the job re-checks the call so
 
 
 def allowed_origin(gw: Gateway, origin: str | None) -> str | None:
-    """The CORS origin to grant: '*' with no allow-list, the origin itself when listed."""
+    """The CORS origin to grant: the origin itself when listed or the gateway's own; else None.
+
+    Never '*': an empty list allows only the gateway's own pages (issue #15), since any website
+    could otherwise make its visitors' browsers request calls to numbers of its choosing.
+    """
     allowed = gw.settings.click2call.allowed_origins
-    if not allowed:
-        return "*"
-    if origin and (origin in allowed or origin == gw.settings.public_url):
+    own = str(URL(gw.settings.public_url).origin())
+    if origin and (origin.lower() in allowed or origin == own):
         return origin
     return None
 
@@ -78,10 +82,14 @@ def _inbound(gw: Gateway, req: CallbackRequest, request_id: str) -> Inbound:
         email=req.email,
         description=req.description,
     )
+    # The form proves nothing about who filled it in: its name, phone and email are claims,
+    # never an identity that finds, fills or threads into another contact's incidents.
+    claims = {"name": req.name, "phone": req.phone, "email": req.email or ""}
     return Inbound(
         channel="click2call",
         provider_id=request_id,
-        contact=Contact(name=req.name, email=req.email, phone=req.phone),
+        contact=Contact(),
+        claims={k: v for k, v in claims.items() if v},
         text=text,
         received_at=gw.clock(),
         chosen_country=req.country,

@@ -1,4 +1,5 @@
-"""Outbound mail through `GATEWAY_SMTP_RELAY` (aiosmtplib): acknowledgements and agent replies.
+"""Outbound mail through `GATEWAY_SMTP_RELAY` (aiosmtplib): acknowledgements, agent replies and
+chat visitors' address confirmations.
 
 Builds real MIME from outbox rows: `[CMW-…]` in the Subject, In-Reply-To/References, our
 X-Loop, `Auto-Submitted: auto-replied` on acknowledgements (RFC 3834), and a Message-ID of
@@ -51,7 +52,7 @@ class EmailSender:
 
     async def send(self, item: OutboundItem) -> str:
         """Deliver one outbox row; returns the Message-ID we gave it."""
-        if item.kind not in ("ack", "reply", "notice"):
+        if item.kind not in ("ack", "reply", "notice", "confirm"):
             raise SendError(f"email cannot deliver rows of kind {item.kind!r}", permanent=True)
         recipient = plain_address(item.recipient)
         if recipient is None:
@@ -79,7 +80,10 @@ class EmailSender:
         subject = clean_subject(p.get("subject") or incident.get("subject"), tracking)
         name = clean_line(p.get("name") or "")[:100] or None
         texts = self.gw.texts
-        if item.kind == "ack":
+        if item.kind == "confirm":  # a chat visitor's address to confirm (adapters.webchat)
+            body = texts.render("email_confirm", lang, link=p.get("link") or "")
+            title = texts.render("email_confirm_subject", lang)
+        elif item.kind == "ack":
             cfg = self.gw.settings.routing
             line = cfg.lines.get(incident.get("country") or "", cfg.default_line)
             opens_at = parse_iso(p.get("opens_at"))
@@ -113,6 +117,8 @@ class EmailSender:
         if refs:
             msg["References"] = " ".join(refs)  # folded by the policy (RFC 5322 §3.6.4)
         msg["X-Loop"] = self.from_address  # recognised at intake: our own mail never loops
+        if item.kind == "confirm":
+            msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: not a reply to anything
         if item.kind == "ack":
             msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
             msg["X-Auto-Response-Suppress"] = "All"  # keep Exchange out-of-office quiet

@@ -3,7 +3,8 @@
 Refuses at RCPT anything but the configured mailboxes (no relaying, ever), bounds size, line
 length, recipients, idle time and command counts, and answers `250` to DATA only after the
 core committed the raw message — with the tracking number in the reply text. Decides from the
-headers only; the body is extracted after the commit (`extract`). Never touches SQL
+headers and the sender-authentication verdict (`auth`: a DMARC `fail` is a claim, never an
+identity); the body is extracted after the commit (`extract`). Never touches SQL
 except through `bounce.link_bounce` inside a store transaction.
 """
 
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from adapters.email.auth import SenderAuth, Verdict
 from adapters.email.bounce import MIGRATIONS, link_bounce
 from adapters.email.extract import PENDING, BodyExtractor
 from adapters.email.parse import HeaderFacts, degraded_facts, read_headers
 from adapters.email.send import EmailSender
+from gateway.core.dns import DnsPythonResolver
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import Contact, Inbound
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+UNVERIFIED = "sender_unverified"  # the incident flag of mail whose DMARC result is `fail`
 # Per-connection budgets (aiosmtpd `command_call_limit`): a NOOP/RSET loop that dodges the idle
 # timeout gets 421 and is disconnected (checklist E8); MAIL/RCPT/DATA allow long sessions.
 CALL_LIMITS = {"NOOP": 20, "RSET": 200, "HELO": 5, "EHLO": 5, "VRFY": 5, "HELP": 5, "*": 20000}
@@ -93,6 +97,8 @@ class EmailHandler:
         self.gw = gw
         self.extractor = extractor
         cfg = gw.settings.email
+        resolver = gw.resolver or DnsPythonResolver(cfg.dns_timeout.total_seconds())
+        self.auth = SenderAuth(cfg, resolver)
         self.accepted = {a.lower() for a in cfg.addresses}
         self.own = self.accepted | {cfg.from_address.lower()}
         self.loop_id = cfg.from_address.lower()
@@ -146,7 +152,14 @@ class EmailHandler:
                 return "554 5.4.6 Mail loop detected"
             tracking = await self._linked_bounce(raw, facts) if facts.is_bounce else None
             if tracking is None:
-                inbound = self._inbound(raw, facts, mail_from)
+                verdict = await self.auth.verdict(
+                    raw,
+                    peer=session.peer[0] if isinstance(session.peer, tuple) else None,
+                    helo=session.host_name,
+                    mail_from=mail_from,
+                    sender=facts.from_address,
+                )
+                inbound = self._inbound(raw, facts, mail_from, verdict)
                 if facts.tracking_hints or facts.references:
                     # A reply may be a 1-5 rating or a "gracias" to a resolved case: the core
                     # reads its words before deciding whether it reopens (the body still follows).
@@ -183,25 +196,40 @@ class EmailHandler:
             log.exception("could not read the headers of a message; storing it raw")
             return degraded_facts(raw, mail_from)
 
-    def _inbound(self, raw: bytes, facts: HeaderFacts, mail_from: str) -> Inbound:
+    def _inbound(self, raw: bytes, facts: HeaderFacts, mail_from: str, verdict: Verdict) -> Inbound:
         cfg = self.gw.settings.email
+        contact = Contact(name=facts.from_name, email=facts.from_address)
+        claims: dict[str, str] = {}
+        flags, acknowledge = facts.flags, facts.acknowledge
+        if verdict.failed:
+            # DMARC fail: the From is someone the sender is not. It stays visible as a claim;
+            # it finds no contact, joins nothing, and gets no acknowledgement (backscatter).
+            log.warning(
+                "DMARC fail (%s) for %s: new unverified incident", verdict.source, facts.provider_id
+            )
+            contact = Contact()
+            claims = {
+                k: v for k, v in (("email", facts.from_address), ("name", facts.from_name)) if v
+            }
+            flags, acknowledge = (*flags, UNVERIFIED), False
         return Inbound(
             channel="email",
             provider_id=facts.provider_id,
-            contact=Contact(name=facts.from_name, email=facts.from_address),
+            contact=contact,
+            claims=claims,
             text="",  # filled in by the extractor right after the commit
             received_at=self.gw.clock(),
             subject=facts.subject or None,
             tracking_hints=facts.tracking_hints,
             references=facts.references,
             message_ref=facts.message_id,
-            acknowledge=facts.acknowledge,
+            acknowledge=acknowledge,
             ack_window=cfg.ack_window,
             language=facts.language,
             author=facts.from_name or facts.from_address,
             raw=raw,
-            flags=(*facts.flags, PENDING),
-            meta={"mail_from": mail_from},
+            flags=(*flags, PENDING),
+            meta={"mail_from": mail_from, "dmarc": verdict.dmarc},
         )
 
     async def _linked_bounce(self, raw: bytes, facts: HeaderFacts) -> str | None:

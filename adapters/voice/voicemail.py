@@ -123,7 +123,10 @@ async def transcription(request: web.Request) -> web.Response:
             Inbound(
                 channel="voice",
                 provider_id=form["TranscriptionSid"],  # Twilio's retry is stored once
-                contact=Contact(phone=phone),
+                # Joins the call by its CallSid; the caller ID proves nothing here (the call's
+                # attestation is not repeated in this callback): a claim, never an identity.
+                contact=Contact(),
+                claims={"phone": phone} if phone else {},
                 text=gw.texts.render("voice_transcription", lang, text=text),
                 received_at=gw.clock(),
                 references=(call_sid,) if call_sid else (),

@@ -4,6 +4,8 @@ A call becomes an incident (dedupe on CallSid) before its TwiML is returned: in 
 hears the tracking number and is connected to the line's L1 destination; after hours, the hours
 and a voicemail (see `voicemail`). If the store cannot commit in time, the caller is still
 connected and the call is registered later from its status callback. No slow work in a webhook.
+Caller ID is not identity: only a number with STIR/SHAKEN attestation A joins its open incident;
+any other caller gets a new one and may key in an existing case's number (see `case`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from adapters.twilio.twiml import (
     tracking_param,
     twiml_response,
 )
+from adapters.voice import case
 from adapters.voice import voicemail as voice_voicemail
 from gateway.core.errors import Rejected, TemporaryFailure
 from gateway.core.model import Contact, Inbound, Receipt
@@ -50,6 +53,15 @@ FAILURES = "voice_unregistered_calls"  # key in gw.extras
 # Caller IDs Twilio uses for withheld numbers (Twilio docs, "anonymous caller ID").
 ANONYMOUS = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# Twilio's `StirVerstat` for a number the originating carrier fully attested (STIR/SHAKEN "A":
+# it knows the caller and that the caller may use this number). B, C, failures or no value at
+# all (most international calls) prove nothing about who is calling.
+ATTESTED = "TN-Validation-Passed-A"
+
+
+def attested(form: MultiDictProxy[str]) -> bool:
+    """The caller's number is certified by STIR/SHAKEN attestation A."""
+    return form.get("StirVerstat", "").strip() == ATTESTED
 
 
 def required(form: MultiDictProxy[str], name: str) -> str:
@@ -77,15 +89,19 @@ def call_inbound(gw: Gateway, form: MultiDictProxy[str], line: Line) -> Inbound:
     """The channel-neutral inbound item of a call to `line`."""
     sid = required(form, "CallSid")
     phone = caller_phone(form)
+    proven = phone if attested(form) else None
+    name = (form.get("CallerName") or "").strip() or None
     return Inbound(
         channel="voice",
         provider_id=sid,
-        contact=Contact(name=(form.get("CallerName") or "").strip() or None, phone=phone),
+        # An unattested caller ID can be spoofed: it is kept as a claim, usable to call back.
+        contact=Contact(name=name, phone=proven),
+        claims={"phone": phone} if phone and not proven else {},
         text=gw.texts.render("voice_incoming", line.language, caller=phone, line=line),
         received_at=gw.clock(),
         called=form.get("To") or form.get("Called"),
         message_ref=sid,  # voicemail transcriptions thread into the call by its CallSid
-        thread_by_contact=phone is not None,  # a repeated call joins the caller's open case
+        thread_by_contact=proven is not None,  # an attested caller's open case takes the call
         acknowledge=False,  # the TwiML itself tells the caller the tracking number
         language=line.language,
         author=phone,
@@ -93,8 +109,12 @@ def call_inbound(gw: Gateway, form: MultiDictProxy[str], line: Line) -> Inbound:
     )
 
 
-def answer_twiml(gw: Gateway, receipt: Receipt) -> VoiceResponse:
-    """TwiML for a registered call: tracking number, then L1 in hours or voicemail after."""
+def answer_twiml(gw: Gateway, receipt: Receipt, *, ask_case: bool = False) -> VoiceResponse:
+    """TwiML for a registered call: tracking number, then L1 in hours or voicemail after.
+
+    With `ask_case` (a caller ID without attestation A) the caller may first key in the
+    tracking number of an existing case (`case.gather`).
+    """
     settings = gw.settings
     line = settings.routing.lines.get(receipt.country, settings.routing.default_line)
     lang, tracking, now = receipt.language, receipt.tracking, gw.clock()
@@ -102,20 +122,32 @@ def answer_twiml(gw: Gateway, receipt: Receipt) -> VoiceResponse:
     resp = VoiceResponse()
     if is_open(line, now):
         resp.say(gw.texts.render("voice_welcome", lang, spoken=spoken), **say)
-        if connect_to_l1(resp, settings, line, tracking=tracking, language=lang):
-            return resp
-        resp.say(gw.texts.render("voice_no_agent", lang, spoken=spoken), **say)
     else:
         opens_at = next_opening(line, now)
         text = gw.texts.render(
             "voice_after_hours", lang, spoken=spoken, line=line, opens_at=opens_at
         )
         resp.say(text, **say)
-    record_voicemail(resp, settings, tracking=tracking, language=lang)
-    # Reached only when the caller left no message (<Record> timed out on silence).
-    resp.say(gw.texts.render("voice_voicemail_empty", lang, spoken=spoken), **say)
-    resp.hangup()
+    if ask_case:
+        case.gather(gw, resp, line, tracking=tracking, language=lang)
+    continue_call(gw, resp, line, tracking=tracking, language=lang)
     return resp
+
+
+def continue_call(
+    gw: Gateway, resp: VoiceResponse, line: Line, *, tracking: str, language: str
+) -> None:
+    """After the greeting: L1 in hours (voicemail if it has no destination), else voicemail."""
+    settings = gw.settings
+    say, spoken = say_options(settings, language), spoken_tracking(tracking)
+    if is_open(line, gw.clock()):
+        if connect_to_l1(resp, settings, line, tracking=tracking, language=language):
+            return
+        resp.say(gw.texts.render("voice_no_agent", language, spoken=spoken), **say)
+    record_voicemail(resp, settings, tracking=tracking, language=language)
+    # Reached only when the caller left no message (<Record> timed out on silence).
+    resp.say(gw.texts.render("voice_voicemail_empty", language, spoken=spoken), **say)
+    resp.hangup()
 
 
 async def incoming(request: web.Request) -> web.Response:
@@ -142,7 +174,8 @@ async def incoming(request: web.Request) -> web.Response:
         resp.say(gw.texts.render("voice_unavailable", line.language), **say)
         connect_to_l1(resp, gw.settings, line, tracking=None, language=line.language)
         return twiml_response(resp)
-    return twiml_response(answer_twiml(gw, receipt))
+    ask_case = msg.contact.phone is None and bool(msg.claims.get("phone"))
+    return twiml_response(answer_twiml(gw, receipt, ask_case=ask_case))
 
 
 async def locate_call(
@@ -246,6 +279,7 @@ def setup(gw: Gateway) -> None:
     router.add_post(VOICE_PATH, incoming)
     router.add_post(f"{VOICE_PATH}/dial-status", dial_status)
     voice_voicemail.add_routes(router)
+    router.add_post(case.PATH, case.keyed(continue_call))
     gw.outbox.register("voice", reply_sender(gw))
     gw.extras[FAILURES] = Counter(
         "gateway_voice_unregistered_calls_total",

@@ -3,7 +3,8 @@
 Delivers to every socket of the visitor: those held by this process (`hub`) directly, those
 held by another instance through the store's broadcast (`presence` says where). With no
 socket open anywhere the message stays stored (the next `hello` replays it) and, for replies
-to a contact who gave an email, an email copy is queued for the email channel's sender.
+to a visitor who confirmed an email address (`confirm`), an email copy is queued for the email
+channel's sender; a typed, unconfirmed address never gets one (issue #15).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from adapters.webchat.confirm import confirmed_email
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import OutboundItem, SendError
 from gateway.core.timeutil import iso
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
 
 
 def email_guard(tx: Tx, incident: Row, contact: Row, now: datetime) -> dict[str, Any]:
-    """Reply guard: carry the contact's email so an offline visitor gets a copy by mail."""
-    return {"email": contact.get("email")}
+    """Reply guard: carry the visitor's confirmed email so an offline visitor gets a copy."""
+    return {"email": confirmed_email(tx, contact.get("visitor_id"))}
 
 
 def status_frame(tracking: str | None, payload: dict[str, Any]) -> dict[str, Any]:

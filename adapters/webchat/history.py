@@ -107,8 +107,11 @@ def message_frame(row: Row) -> dict[str, Any]:
     return frame
 
 
-def ticket_frame(gw: Gateway, receipt: Receipt, email: str | None) -> dict[str, Any]:
-    """The `ticket` frame: tracking number, after-hours state and the notice to show."""
+def ticket_frame(
+    gw: Gateway, receipt: Receipt, email: str | None, confirmed: bool = False
+) -> dict[str, Any]:
+    """The `ticket` frame: tracking number, after-hours state and the notice to show (with the
+    typed email: a confirmation link was sent to it, or it is confirmed already)."""
     line = gw.settings.routing.lines.get(receipt.country)
     notice = gw.texts.render(
         "webchat_ticket",
@@ -118,6 +121,7 @@ def ticket_frame(gw: Gateway, receipt: Receipt, email: str | None) -> dict[str, 
         opens_at=receipt.opens_at,
         line=line,
         email=email,
+        confirmed=confirmed,
     )
     return {
         "type": "ticket",

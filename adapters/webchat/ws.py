@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapters.webchat import presence
+from adapters.webchat import confirm, presence
+from adapters.webchat.confirm import ask_to_confirm
 from adapters.webchat.delivery import Delivery, email_guard
 from adapters.webchat.frames import Details, FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
@@ -48,7 +49,16 @@ HUB = web.AppKey("webchat_hub", Hub)
 class Session:
     """One socket's state; kept tiny because a gateway holds thousands of them."""
 
-    __slots__ = ("bucket", "contact", "country", "lang", "lang_explicit", "tracking", "visitor")
+    __slots__ = (
+        "bucket",
+        "claims",
+        "contact",
+        "country",
+        "lang",
+        "lang_explicit",
+        "tracking",
+        "visitor",
+    )
 
     def __init__(self, bucket: Bucket):
         self.bucket = bucket
@@ -58,6 +68,7 @@ class Session:
         self.tracking: str | None = None
         self.country: str | None = None
         self.contact: Contact | None = None
+        self.claims: dict[str, str] = {}  # what the pre-chat form said: unverified
 
 
 def _dump(frame: dict[str, Any]) -> str:
@@ -310,26 +321,31 @@ class WebChat:
         )
 
     async def _start(self, ws: web.WebSocketResponse, session: Session, start: Start) -> None:
+        # Only the signed visitor token is proven; the form's name, email and phone are claims
+        # (checklist W5: typing a customer's email gives no access to their conversations).
         # `begin` (type first) may come without a name: the timeline names a chat visitor.
-        name = start.name or None
-        contact = Contact(
-            name=name, email=start.email, phone=start.phone, visitor_id=session.visitor
-        )
+        contact = Contact(visitor_id=session.visitor)
+        typed = {"name": start.name or None, "email": start.email, "phone": start.phone}
+        claims = {k: v for k, v in typed.items() if v}
         msg = self._inbound(
             session,
             start.client_id,
             json.dumps({"type": "start", "text": start.text}),
             contact=contact,
+            claims=claims,
             text=start.text,
             chosen_country=start.country,
             severity=start.severity,
-            author=name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
+            author=start.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
         receipt = await self._accept(ws, session, msg, start.client_id)
         if receipt is None:
             return
-        session.contact, session.country = contact, receipt.country
-        await self._committed(ws, session, receipt, start.client_id, start.text)
+        session.contact, session.claims, session.country = contact, claims, receipt.country
+        confirmed = False
+        if start.email:  # replies are mailed only to an address the visitor confirmed
+            confirmed = await ask_to_confirm(self.gw, session.visitor, start.email, receipt)
+        await self._committed(ws, session, receipt, start.client_id, start.text, confirmed)
 
     async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
         if not session.tracking:
@@ -341,6 +357,7 @@ class WebChat:
             frame.client_id,
             json.dumps({"type": "message", "text": frame.text}),
             contact=contact,
+            claims=session.claims,
             text=frame.text,
             chosen_country=session.country,
             # The conversation's number: threads into it even when resolved (the core checks
@@ -357,13 +374,10 @@ class WebChat:
         if not session.tracking:
             await self._error(ws, session, "no_conversation", client_id=frame.client_id)
             return
-        known = session.contact or Contact(visitor_id=session.visitor)
-        contact = Contact(
-            name=frame.name or known.name,
-            email=frame.email or known.email,
-            phone=frame.phone or known.phone,
-            visitor_id=session.visitor,
-        )
+        # Typed details are claims (issue #15): kept with the incident, never the identity.
+        contact = session.contact or Contact(visitor_id=session.visitor)
+        typed = {"name": frame.name, "email": frame.email, "phone": frame.phone}
+        claims = {**{k: v for k, v in typed.items() if v}, **session.claims}
         text = self.gw.texts.render(
             "webchat_details",
             session.lang,
@@ -377,28 +391,37 @@ class WebChat:
             frame.client_id,
             json.dumps({"type": "details"}),
             contact=contact,
+            claims=claims,
             text=text,
             chosen_country=session.country,
             severity=frame.severity,
             tracking_hints=(session.tracking,),
-            author=contact.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
+            author=claims.get("name") or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
         receipt = await self._accept(ws, session, msg, frame.client_id)
         if receipt is not None:
-            session.contact = contact
+            session.claims = claims
+            if frame.email:  # replies are mailed only to an address the visitor confirmed
+                await ask_to_confirm(self.gw, session.visitor, frame.email, receipt)
             frame_out = {"type": "details_saved", "client_id": frame.client_id}
             await ws.send_str(_dump({**frame_out, "id": receipt.message_id}))
 
     async def _committed(
-        self, ws: web.WebSocketResponse, session: Session, receipt: Any, cid: str | None, text: str
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        receipt: Any,
+        cid: str | None,
+        text: str,
+        confirmed: bool = False,
     ) -> None:
         assert session.visitor is not None
         ack = {"type": "ack", "client_id": cid, "id": receipt.message_id}
         await ws.send_str(_dump({**ack, "tracking": receipt.tracking}))
         if receipt.tracking != session.tracking or receipt.created:
             session.tracking = receipt.tracking
-            email = session.contact.email if session.contact else None
-            await ws.send_str(_dump(ticket_frame(self.gw, receipt, email)))
+            email = session.claims.get("email")
+            await ws.send_str(_dump(ticket_frame(self.gw, receipt, email, confirmed)))
         if not receipt.duplicate:  # the visitor's other tabs show it too
             frame = {"type": "message", "from": "customer", "text": text}
             frame.update(at=iso(self.gw.clock()), id=receipt.message_id, client_id=cid)
@@ -426,3 +449,5 @@ def setup(gw: Gateway) -> None:
     gw.app.cleanup_ctx.append(chat.lifecycle)
     gw.outbox.register("webchat", Delivery(gw, chat.fan_out).send)
     gw.reply_guards["webchat"] = email_guard
+    gw.add_migrations("webchat_email", confirm.MIGRATIONS)  # own component: presence's versions
+    confirm.add_routes(gw)

@@ -1,21 +1,26 @@
 """Agents and API tokens: argon2id password hashes, tokens stored as SHA-256 digests.
 
 API tokens are 256-bit random strings, so a fast hash is enough to store them (nothing to
-brute-force); passwords are low-entropy and get argon2id. Pure helpers plus `Tx` functions.
+brute-force); they expire (`[agents] token_lifetime`) and are revoked by `token revoke` and by a
+password change. Passwords are low-entropy and get argon2id, run in `PasswordPool`'s own bounded
+threads. Pure helpers plus `Tx` functions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.core.errors import Conflict, Rejected
-from gateway.core.timeutil import iso
+from gateway.core.timeutil import iso, parse_iso
 from gateway.store.tx import Tx
 
 ROLES = ("l1", "l2", "l3", "supervisor", "admin")
@@ -80,26 +85,67 @@ def add_user(
     return User(user_id, name, role, team)
 
 
-def create_token(tx: Tx, name: str, now: datetime) -> str:
-    """A new API token for the user `name` (returned once, stored hashed)."""
+def create_token(tx: Tx, name: str, now: datetime, lifetime: timedelta | None = None) -> str:
+    """A new API token for the user `name` (returned once, stored hashed), valid `lifetime`."""
     row = tx.one("SELECT id FROM users WHERE name = ?", (name,))
     if row is None:
         raise Rejected(f"no user named {name!r}", field="name")
     token = secrets.token_urlsafe(32)
+    expires = iso(now + lifetime) if lifetime else None
     tx.execute(
-        "INSERT INTO api_tokens (user_id, token_hash, created_at) VALUES (?, ?, ?)",
-        (row["id"], token_digest(token), iso(now)),
+        "INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        (row["id"], token_digest(token), iso(now), expires),
     )
     return token
 
 
-def user_by_token(tx: Tx, token: str) -> User | None:
-    """The user an API token belongs to."""
+def token_expiry(row: dict[str, Any], lifetime: timedelta) -> datetime:
+    """When a token row stops working (tokens from before expiry existed: created + lifetime)."""
+    expires = parse_iso(row.get("expires_at"))
+    if expires is None:
+        created = parse_iso(row["created_at"])
+        assert created is not None
+        expires = created + lifetime
+    return expires
+
+
+def user_by_token(tx: Tx, token: str, now: datetime, lifetime: timedelta) -> User | None:
+    """The user an API token belongs to, unless it expired or was revoked."""
     row = tx.one(
-        "SELECT u.* FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+        "SELECT u.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_hash = ? AND t.revoked_at IS NULL",
         (token_digest(token),),
     )
-    return _user(row) if row else None
+    if row is None:
+        return None
+    times = {"created_at": row["token_created_at"], "expires_at": row["token_expires_at"]}
+    if token_expiry(times, lifetime) <= now:
+        return None
+    return _user(row)
+
+
+def list_tokens(tx: Tx) -> list[dict[str, Any]]:
+    """Every API token's id, user and dates (never the token itself)."""
+    return tx.all(
+        "SELECT t.id, u.name, t.created_at, t.expires_at, t.revoked_at FROM api_tokens t"
+        " JOIN users u ON u.id = t.user_id ORDER BY t.id"
+    )
+
+
+def revoke_tokens(
+    tx: Tx, now: datetime, *, token_id: int | None = None, user_id: int | None = None
+) -> int:
+    """Revoke one token, or every live token of a user; returns how many were revoked."""
+    if token_id is not None:
+        return tx.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (iso(now), token_id),
+        )
+    return tx.execute(
+        "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        (iso(now), user_id),
+    )
 
 
 def user_by_name(tx: Tx, name: str) -> tuple[User, str | None] | None:
@@ -112,3 +158,45 @@ def user_by_id(tx: Tx, user_id: int) -> User | None:
     """The user with that id."""
     row = tx.one("SELECT * FROM users WHERE id = ?", (user_id,))
     return _user(row) if row else None
+
+
+class HashPoolBusy(Exception):
+    """More sign-ins are waiting for a hashing thread than `[agents] hash_queue` allows."""
+
+
+class PasswordPool:
+    """argon2 in its own few threads, with a bounded queue.
+
+    argon2 costs tens of milliseconds of CPU and 64 MiB per call: run in the default executor,
+    a sign-in flood would hold every default thread, and with them what else uses that pool
+    (the WhatsApp fallback's spool writes, DNS look-ups of aiohttp's resolver). Here a flood waits
+    in (or is refused at) its own queue.
+    """
+
+    def __init__(self, workers: int, queue: int):
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
+        self.limit = workers + queue
+        self.in_flight = 0  # calls submitted and not finished (running or waiting)
+        self.calls = 0  # hashes run since start (a flood of unknown names must add none)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self.in_flight >= self.limit:
+            raise HashPoolBusy
+        self.in_flight += 1
+        self.calls += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        finally:
+            self.in_flight -= 1
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """`verify_password` in the pool."""
+        return bool(await self._run(verify_password, stored, password))
+
+    async def hash(self, password: str) -> str:
+        """`hash_password` in the pool."""
+        return str(await self._run(hash_password, password))
+
+    def close(self) -> None:
+        """Stop the threads (running hashes finish; queued ones are dropped)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)

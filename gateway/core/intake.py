@@ -39,6 +39,7 @@ from routing.resolve import resolve_line
 from routing.sla import sla_due
 
 log = logging.getLogger(__name__)
+UNVERIFIED = "sender_unverified"  # flag of mail whose DMARC evaluation is `fail`
 
 
 @dataclass(frozen=True)
@@ -84,43 +85,52 @@ def state_fields(state: IncidentState, row: Row) -> Row:
     }
 
 
+# The contact field each channel proves (CONTRACT "Sender authentication"; README "Security
+# model"). Click2Call proves nothing: its form is all claims.
+IDENTITY_FIELD = {
+    "email": "email",
+    "telegram": "telegram_chat_id",
+    "webchat": "visitor_id",
+    "whatsapp": "phone",
+    "voice": "phone",
+}
+
+
 def sender_identity(msg: Inbound) -> str | None:
-    """The identity that threads this channel's messages: address, phone, chat or visitor."""
-    c = msg.contact
-    if msg.channel == "email":
-        return c.email.lower() if c.email else None
-    if msg.channel == "telegram":
-        return c.telegram_chat_id
-    if msg.channel == "webchat":
-        return c.visitor_id
-    return c.phone
+    """The proven identity that threads this channel's messages: address, phone, chat or
+    visitor; None when the channel proved none (a form, a spoofed sender, an unattested call)."""
+    field = IDENTITY_FIELD.get(msg.channel)
+    value = getattr(msg.contact, field) if field else None
+    if value and field == "email":
+        return str(value).lower()
+    return value or None
 
 
 def _find_contact(tx: Tx, msg: Inbound, now: datetime) -> int:
-    c = msg.contact
-    fields = {
-        "name": c.name,
-        "email": c.email.lower() if c.email else None,
-        "phone": c.phone,
-        "telegram_chat_id": c.telegram_chat_id,
-        "visitor_id": c.visitor_id,
-    }
-    # The channel's own identity first: it is what the customer proved by writing from it.
-    order = {
-        "email": "email",
-        "telegram": "telegram_chat_id",
-        "webchat": "visitor_id",
-    }.get(msg.channel, "phone")
-    if fields.get(order):
-        row = tx.find_contact(order, fields[order])
+    """The contact of the identity the channel proved, created on first contact.
+
+    Only that one identity is looked up and stored: what a customer types (`msg.claims`) never
+    finds, fills or merges into a contact, so a form naming someone else's phone or address
+    gives no hold on that person's incidents.
+    """
+    field = IDENTITY_FIELD.get(msg.channel)
+    value = sender_identity(msg)
+    name = msg.contact.name
+    if field and value:
+        row = tx.find_contact(field, value)
         if row:
-            tx.fill_contact(row, **{k: v for k, v in fields.items() if k != order})
+            tx.fill_contact(row, name=name)
             return int(row["id"])
-    return tx.insert_contact(now, **fields)
+        return tx.insert_contact(now, name=name, **{field: value})
+    return tx.insert_contact(now, name=name)
 
 
 def _thread_target(tx: Tx, msg: Inbound, sender: str | None) -> tuple[Row | None, str]:
     """The incident this message continues, and why."""
+    if UNVERIFIED in msg.flags:
+        # DMARC failed: the From is forged or broken, so neither the sender nor a quoted
+        # number or message id may join an existing incident (CONTRACT "Sender authentication").
+        return None, ""
     if msg.references:
         row = tx.incident_by_message_refs(msg.references)
         if row:
@@ -185,6 +195,7 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
             tx.insert_event(target["id"], now, "system", "follow_up_of", {"tracking": follow_up_of})
     else:
         tx.insert_event(target["id"], now, "customer", "message_received", {"threaded": why})
+        _add_claims(tx, target, msg)
         state = state_of(target)
         new_state, events = customer_message(state, now)
         new_state, events = _customer_severity(new_state, events, msg, now)
@@ -208,7 +219,7 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         raw=msg.raw,
     )
     receipt = _receipt(
-        ctx, tx, target, message_id, created=created, duplicate=False, name=msg.contact.name
+        ctx, tx, target, message_id, created=created, duplicate=False, name=display_name(msg)
     )
     if created and msg.acknowledge:
         _queue_ack(tx, msg, now, target, receipt)
@@ -295,7 +306,12 @@ def _register(
 ) -> Row:
     cfg = ctx.settings.routing
     decision = resolve_line(
-        cfg, phone=msg.contact.phone, called=msg.called, chosen_country=msg.chosen_country
+        cfg,
+        # A typed phone still says which country line serves the customer (CONTRACT); it only
+        # routes, it identifies no one.
+        phone=msg.contact.phone or msg.claims.get("phone"),
+        called=msg.called,
+        chosen_country=msg.chosen_country,
     )
     a = assign(cfg, decision, now, msg.severity)
     language = msg.language or detect_language(msg.text) or a.line.language
@@ -326,6 +342,7 @@ def _register(
         "routing": to_json({"reasons": a.reasons, "resolved_country": a.country}),
         "flags": to_json(sorted({*a.flags, *msg.flags})),
         "updated_at": now_iso,
+        "claims": to_json(claims) if (claims := _claims(msg)) else None,
     }
     incident_id = tx.insert_incident(fields)
     events: list[tuple[datetime, str, str, Row | None]] = [
@@ -368,6 +385,28 @@ _NEW_INCIDENT_DEFAULTS: Row = {
 }
 
 
+def _claims(msg: Inbound) -> dict[str, str]:
+    """The customer's typed contact data worth keeping (empty values dropped)."""
+    return {k: str(v)[:200] for k, v in msg.claims.items() if v and k in ("name", "email", "phone")}
+
+
+def _add_claims(tx: Tx, row: Row, msg: Inbound) -> None:
+    """Typed details given later in a conversation complete the incident's claims (never over
+    what the customer said before)."""
+    claims = _claims(msg)
+    if not claims:
+        return
+    held = json.loads(row.get("claims") or "{}")
+    merged = {**claims, **held}
+    if merged != held:
+        tx.update_incident(row["id"], {"claims": to_json(merged)})
+
+
+def display_name(msg: Inbound) -> str | None:
+    """The name to greet the customer with: proven or typed (a name proves nothing either way)."""
+    return msg.contact.name or msg.claims.get("name") or None
+
+
 def _first_line(text: str) -> str:
     for line in (text or "").splitlines():
         if line.strip():
@@ -392,7 +431,7 @@ def _store_message(
             "incident_id": incident_id,
             "direction": "in",
             "channel": msg.channel,
-            "author": msg.author or msg.contact.name or sender or "cliente",
+            "author": msg.author or display_name(msg) or sender or "cliente",
             "sender": sender,
             "body": msg.text,
             "html": msg.meta.get("html"),
@@ -421,7 +460,8 @@ def _receipt(
     after_hours = bool(row["after_hours"]) and created
     opens_at = parse_iso(row["opens_at"]) if after_hours else None
     if name is None:
-        name = (tx.contact(row["contact_id"]) or {}).get("name")
+        claimed = json.loads(row.get("claims") or "{}")
+        name = (tx.contact(row["contact_id"]) or {}).get("name") or claimed.get("name")
     language, tracking = row["language"], row["tracking"]
 
     def render() -> str:
@@ -470,7 +510,7 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
         "subject": row["subject"],
         "in_reply_to": msg.message_ref,
         "references": [*msg.references, *([msg.message_ref] if msg.message_ref else [])][-20:],
-        "name": msg.contact.name,
+        "name": display_name(msg),
     }
     tx.insert_outbox(
         channel=msg.channel,

@@ -22,7 +22,11 @@ OPEN_STATUSES: tuple[str, ...] = ("new", "in_progress", "waiting_customer")
 
 @dataclass(frozen=True)
 class Contact:
-    """Who wrote: any of these may be unknown."""
+    """Who wrote, as far as the channel proves it: any of these may be unknown.
+
+    Only a proven identity goes here (a signed WhatsApp `From`, a Telegram chat, an email sender
+    as far as its authentication goes, a signed chat token); typed data goes in `Inbound.claims`.
+    """
 
     name: str | None = None
     email: str | None = None
@@ -69,6 +73,10 @@ class Inbound:
     raw: bytes | None = None  # the wire payload, kept for forensics and replay
     flags: tuple[str, ...] = ()  # e.g. "parse_degraded", "auto_submitted"
     meta: dict[str, Any] = field(default_factory=dict)
+    # What the customer typed about themselves (a form's name, email, phone): shown to agents as
+    # unverified, never used to find a contact, thread or make anyone a participant. `contact`
+    # holds only what the channel proved.
+    claims: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ refuses a reply it cannot deliver (WhatsApp's 24-hour window) or adds to its pay
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -29,10 +30,23 @@ RECIPIENT_FIELD = {
 }
 
 
-def reply_recipient(channel: str, contact: Row) -> str | None:
-    """The customer's address on `channel`, if known."""
+# Channels whose typed (unverified) address an agent may still use to answer: a Click2Call
+# form's phone, the From of mail that failed DMARC, an unattested caller ID. The chat and the
+# messaging apps answer only their proven identity.
+CLAIM_FALLBACK = frozenset({"email", "voice", "click2call"})
+
+
+def reply_recipient(channel: str, contact: Row, claims: str | None = None) -> str | None:
+    """The customer's address on `channel`: proven, else (where allowed) the one they typed."""
     field = RECIPIENT_FIELD.get(channel)
-    return contact.get(field) if field else None
+    if not field:
+        return None
+    if contact.get(field):
+        return str(contact[field])
+    if channel in CLAIM_FALLBACK and claims:
+        value = json.loads(claims).get(field)
+        return str(value) if value else None
+    return None
 
 
 def queue_reply(
@@ -52,7 +66,7 @@ def queue_reply(
         raise Rejected("the reply text is empty", field="text")
     contact = tx.contact(incident["contact_id"]) or {}
     channel = incident["channel"]
-    recipient = reply_recipient(channel, contact)
+    recipient = reply_recipient(channel, contact, incident.get("claims"))
     if not recipient:
         raise Rejected(f"the customer has no {channel} address to reply to", field="text")
     extra: dict[str, Any] = {}

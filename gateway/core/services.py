@@ -15,6 +15,7 @@ from aiohttp import web
 from config.settings import Settings
 from gateway.core.auth import User
 from gateway.core.bus import Bus
+from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
 from gateway.core.metrics import Metrics
 from gateway.core.outbox import Outbox
@@ -49,6 +50,7 @@ class Gateway:
     secret_key: str = ""
     reply_guards: dict[str, ReplyGuard] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    resolver: Resolver | None = None  # DNS for sender authentication; None: the system's
 
     def add_migrations(self, component: str, migrations: list[Migration]) -> None:
         """Tables an adapter owns, applied after the core's at start."""

@@ -401,4 +401,33 @@ CORE: list[Migration] = [
             FOR EACH ROW EXECUTE FUNCTION gateway_notify_message();
         """,
     ),
+    Migration(
+        2,
+        # Issue #15 (trust): what a customer typed is a claim of the incident, not the contact's
+        # identity; API tokens expire and can be revoked. Web chat visitors' typed email/phone
+        # were stored as identity before: kept as their incidents' claims, then cleared.
+        """
+        ALTER TABLE incidents ADD COLUMN claims TEXT;
+        ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+        ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
+        UPDATE incidents SET claims = (
+            SELECT json_object('email', c.email, 'phone', c.phone)
+            FROM contacts c WHERE c.id = incidents.contact_id
+        ) WHERE contact_id IN (
+            SELECT id FROM contacts
+            WHERE visitor_id IS NOT NULL AND (email IS NOT NULL OR phone IS NOT NULL)
+        );
+        UPDATE contacts SET email = NULL, phone = NULL WHERE visitor_id IS NOT NULL;
+        """,
+        """
+        ALTER TABLE incidents ADD COLUMN claims jsonb;
+        ALTER TABLE api_tokens ADD COLUMN expires_at timestamptz;
+        ALTER TABLE api_tokens ADD COLUMN revoked_at timestamptz;
+        UPDATE incidents i SET claims = jsonb_build_object('email', c.email, 'phone', c.phone)
+        FROM contacts c
+        WHERE c.id = i.contact_id AND c.visitor_id IS NOT NULL
+            AND (c.email IS NOT NULL OR c.phone IS NOT NULL);
+        UPDATE contacts SET email = NULL, phone = NULL WHERE visitor_id IS NOT NULL;
+        """,
+    ),
 ]

@@ -6,7 +6,7 @@ tracking number grants nothing by itself (checklist A1).
 
 from __future__ import annotations
 
-import time
+import ipaddress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from gateway.core.model import CHANNELS, OPEN_STATUSES
 from gateway.core.services import gw_of
 from gateway.core.tracking import parse_tracking
 from gateway.store.tx import Row, Tx
+from gateway.web.http import client_address
 from gateway.web.views import incident_json, summary_json
 from routing.model import LEVELS, SEVERITIES
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 200
 USER_KEY = web.RequestKey("user", User)
+BEARER_KEY = web.RequestKey("by_bearer_token", bool)
 
 
 async def current_user(request: web.Request) -> User:
@@ -35,14 +37,13 @@ async def current_user(request: web.Request) -> User:
     if cached is not None:
         return cached
     gw = gw_of(request)
-    header = request.headers.get("Authorization", "")
+    token = bearer_token(request)
     user: User | None = None
-    if header.lower().startswith("bearer "):
-        token = header[7:].strip()
-        if token:
-            user = await _token_user(gw, token)
+    if token is not None:
+        user = await _token_user(gw, token) if token else None
         if user is None:
-            raise web.HTTPUnauthorized(reason="invalid API token")
+            raise web.HTTPUnauthorized(reason="invalid, expired or revoked API token")
+        request[BEARER_KEY] = True
     else:
         for authenticate in gw.authenticators:
             user = await authenticate(request)
@@ -57,23 +58,27 @@ async def current_user(request: web.Request) -> User:
     return user
 
 
-TOKEN_TTL = 10.0  # seconds a resolved API token is trusted without asking the database
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer` header ("" if empty), None without one."""
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("bearer "):
+        return None
+    return header[7:].strip()
+
+
+def by_bearer_token(request: web.Request) -> bool:
+    """The request's user was authenticated by a valid API token (not by a cookie): a
+    cross-site page cannot make a browser send one, so it needs no CSRF token."""
+    return bool(request.get(BEARER_KEY))
 
 
 async def _token_user(gw: Gateway, token: str) -> User | None:
-    """The token's user; cached briefly, since integrations poll the queue many times a second
-    and each lookup costs a trip to the database thread. Unknown tokens are never cached."""
-    cache: dict[str, tuple[User, float]] = gw.extras.setdefault("token_cache", {})
-    now = time.monotonic()
-    hit = cache.get(token)
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    user = await gw.store.read(lambda tx: user_by_token(tx, token))
-    if user is not None:
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[token] = (user, now + TOKEN_TTL)
-    return user
+    """The token's user, asked of the database on every request: a revoked or expired token
+    stops working at once, on every instance (no cache could know of a revocation made by
+    `python -m gateway token revoke` in another process)."""
+    now = gw.clock()
+    lifetime = gw.settings.agents.token_lifetime
+    return await gw.store.read(lambda tx: user_by_token(tx, token, now, lifetime))
 
 
 def json_body(data: Any, status: int = 200) -> web.Response:
@@ -278,12 +283,32 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format, gauges refreshed from the database."""
+    """GET /metrics: Prometheus text format, gauges refreshed from the database.
+
+    Readable from `[gateway] metrics_networks` (loopback by default: the scraper beside the
+    gateway) or with a valid API token; queue sizes and failure counts help an attacker time
+    an attack, so nobody else reads them.
+    """
     gw = gw_of(request)
+    address = client_address(request, gw.settings.trusted_proxies)
+    if not _in_networks(address, gw.settings.metrics_networks):
+        if bearer_token(request) is None:
+            raise Forbidden(
+                "/metrics is readable only from [gateway] metrics_networks or with an API token"
+            )
+        await current_user(request)
     await gw.scheduler.refresh_gauges()
     return web.Response(
         body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
     )
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 def setup(app: web.Application) -> None:

@@ -47,6 +47,29 @@ def sla_json(row: Row, now: datetime, at_risk_window: Any) -> dict[str, Any]:
     }
 
 
+CLAIMABLE = ("name", "email", "phone")
+
+
+def contact_json(contact: Row | None, claims: str | None) -> dict[str, Any]:
+    """The `contact` object: what the channel proved, completed by what the customer typed.
+
+    Fields taken from the customer's own words are listed in `claimed` (shown to agents as
+    "dato declarado, no verificado"): usable to call or write back, but proof of nothing.
+    """
+    out: dict[str, Any] = {
+        key: contact[key] if contact else None
+        for key in ("name", "email", "phone", "telegram_chat_id")
+    }
+    typed = orjson.loads(claims) if claims else {}
+    claimed = []
+    for key in CLAIMABLE:
+        if not out[key] and typed.get(key):
+            out[key] = typed[key]
+            claimed.append(key)
+    out["claimed"] = claimed
+    return out
+
+
 def summary_json(row: Row, contact: Row | None, now: datetime, at_risk_window: Any) -> dict:
     """The fields of an incident without its messages and events (queue rows)."""
     return {
@@ -62,12 +85,7 @@ def summary_json(row: Row, contact: Row | None, now: datetime, at_risk_window: A
         "opens_at": row["opens_at"],
         "subject": row["subject"],
         "description": row["description"],
-        "contact": {
-            "name": contact["name"] if contact else None,
-            "email": contact["email"] if contact else None,
-            "phone": contact["phone"] if contact else None,
-            "telegram_chat_id": contact["telegram_chat_id"] if contact else None,
-        },
+        "contact": contact_json(contact, row.get("claims")),
         "occurred_at": row["occurred_at"],
         "registered_at": row["registered_at"],
         "registered_by": row["registered_by"],

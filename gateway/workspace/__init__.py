@@ -20,6 +20,7 @@ def setup(gw: Gateway) -> None:
     """Wire the workspace into a gateway."""
     gw.add_migrations("workspace", sessions.MIGRATIONS)
     gw.add_migrations("desk", desk.MIGRATIONS)  # agents' zones, unread marks, canned replies
+    sessions.setup_pool(gw)
     gw.authenticators.append(sessions.authenticate)
     api.setup(gw)
     openapi.setup(gw.app)

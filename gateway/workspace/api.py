@@ -15,7 +15,7 @@ from gateway.core.auth import User
 from gateway.core.errors import Forbidden, NotFound
 from gateway.core.services import gw_of
 from gateway.store.tx import Tx
-from gateway.web.api import can_see, current_user
+from gateway.web.api import by_bearer_token, can_see, current_user
 from gateway.web.http import read_json
 from gateway.web.views import incident_json
 from gateway.workspace.actions import ACTIONS, ActionContext, Outcome, perform
@@ -31,7 +31,9 @@ NO_BODY = ("claim", "close", "reopen")
 async def acting_user(request: web.Request) -> User:
     """The caller, with CSRF and Origin checks when it is authenticated by the cookie."""
     user = await current_user(request)
-    if not request.headers.get("Authorization"):
+    # Only a valid Bearer token skips the checks: any other Authorization header (Basic, a
+    # made-up scheme) leaves the cookie as the credential, and a cross-site form can send it.
+    if not by_bearer_token(request):
         gw = gw_of(request)
         if not same_origin(request, gw.settings.public_url):
             raise Forbidden("cross-origin request refused")

@@ -4,6 +4,8 @@ Fed by `gw.bus` (the core and the workspace publish only after COMMIT). The hand
 session cookie, an Origin of this gateway and the session's CSRF token (checklist W1: a page on
 another site cannot open it with the agent's cookies). Only notices about incidents the agent
 may see (now, or before an escalation moved them) are relayed, and only their tracking number.
+The socket lives no longer than its session: it closes on the user's logout or password change
+(a bus notice on this instance, and a periodic re-check of the session for the others).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import contextlib
 from functools import partial
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from gateway.core.auth import User
+from gateway.core.auth import User, user_by_id
 from gateway.core.bus import Notice
-from gateway.core.services import gw_of
+from gateway.core.services import Gateway, gw_of
 from gateway.store.tx import Tx
 from gateway.web.api import current_user
-from gateway.workspace.sessions import check_csrf
+from gateway.workspace.sessions import SESSION_ENDED, check_csrf
 from gateway.workspace.web import same_origin
 
 HEARTBEAT = 30.0
@@ -54,12 +56,27 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="missing or wrong csrf token")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_FRAME)
     await ws.prepare(request)
+    check_every = gw.settings.agents.session_check.total_seconds()
 
     async def pump() -> None:
         async with gw.bus.subscribe() as queue:
             await ws.send_json({"type": "hello", "levels": list(user.levels)})
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + check_every
             while True:
-                notice = await queue.get()
+                notice: Notice | None = None
+                with contextlib.suppress(TimeoutError):
+                    wait = max(0.0, next_check - loop.time())
+                    notice = await asyncio.wait_for(queue.get(), wait)
+                mine = notice is not None and notice.get("user_id") == user.id
+                ended = mine and notice is not None and notice.get("type") == SESSION_ENDED
+                if ended or loop.time() >= next_check:
+                    next_check = loop.time() + check_every
+                    if not await _still_valid(gw, user):
+                        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"signed out")
+                        return
+                if notice is None or notice.get("type") == SESSION_ENDED:
+                    continue
                 tracking = notice.get("tracking")
                 level = (
                     await gw.store.read(partial(_level_of, tracking=tracking)) if tracking else None
@@ -78,6 +95,12 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     return ws
+
+
+async def _still_valid(gw: Gateway, user: User) -> bool:
+    """The session the socket was opened with has not ended (same user, same epoch)."""
+    current = await gw.store.read(lambda tx: user_by_id(tx, user.id))
+    return current is not None and current.session_epoch == user.session_epoch
 
 
 def _level_of(tx: Tx, tracking: str) -> str | None:

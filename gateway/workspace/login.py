@@ -61,15 +61,15 @@ async def login_submit(request: web.Request) -> web.Response:
         return _login_form(request, error="Escriba usuario y contraseña.", status=400, name=name)
     try:
         user = await sessions.login(request, name, password)
-    except sessions.LoginThrottled:
-        minutes = int(sessions.FAILURE_WINDOW.total_seconds() // 60)
+    except sessions.LoginThrottled as exc:
+        minutes = max(1, exc.retry_after // 60)
         response = _login_form(
             request,
             error=f"Demasiados intentos fallidos. Espere {minutes} minutos e intente de nuevo.",
             status=429,
             name=name,
         )
-        response.headers["Retry-After"] = str(int(sessions.FAILURE_WINDOW.total_seconds()))
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if user is None:
         return _login_form(

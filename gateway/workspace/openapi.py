@@ -116,7 +116,14 @@ def _action(name: str) -> J:
 
 def schemas() -> J:
     """The component schemas (CONTRACT "Incidents")."""
-    contact = {k: _nullable("string") for k in ("name", "email", "phone", "telegram_chat_id")}
+    contact: dict[str, Any] = {
+        k: _nullable("string") for k in ("name", "email", "phone", "telegram_chat_id")
+    }
+    contact["claimed"] = {
+        "type": "array",
+        "items": {"type": "string", "enum": ["name", "email", "phone"]},
+        "description": "Fields the customer typed (a form), not proven by the channel",
+    }
     sla = {
         "attention_due": {"type": "string", "format": "date-time"},
         "solution_due": {"type": "string", "format": "date-time"},

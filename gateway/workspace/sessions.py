@@ -1,8 +1,10 @@
-"""Agent sessions: argon2 login (throttled per user and IP), signed cookies, CSRF, logout.
+"""Agent sessions: argon2 login (throttled), signed cookies, CSRF, logout.
 
 The cookie holds (user id, session epoch, session id, expiry) signed with HMAC-SHA256 under the
 gateway's secret key. Logout and password change bump `users.session_epoch`, which ends every
-session issued before (checklist A3). Failed logins are persisted, so throttling survives restarts.
+session issued before (checklist A3); a password change also revokes the user's API tokens.
+Sign-in attempts are counted in the database before any hash runs (`reserve_attempt`), so the
+throttle holds across restarts, instances and any number of parallel requests.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from gateway.core.auth import User, hash_password, user_by_id, user_by_name, verify_password
-from gateway.core.services import gw_of
+from config.settings import AgentSettings
+from gateway.core.auth import (
+    HashPoolBusy,
+    PasswordPool,
+    User,
+    revoke_tokens,
+    user_by_id,
+    user_by_name,
+)
+from gateway.core.services import Gateway, gw_of
 from gateway.core.timeutil import iso
 from gateway.store.migration import Migration
 from gateway.store.tx import Tx
@@ -29,9 +40,8 @@ from gateway.web.http import client_address
 COOKIE = "cmw_agent"
 LOGIN_CSRF_COOKIE = "cmw_login_csrf"
 LIFETIME = timedelta(hours=12)
-MAX_FAILURES = 5  # per user name and client IP ...
-FAILURE_WINDOW = timedelta(minutes=15)  # ... within this window, then 429 until it passes
 MIN_PASSWORD = 10
+POOL = "password_pool"  # gw.extras key of the PasswordPool
 SESSION_KEY = web.RequestKey("agent_session", dict)
 
 MIGRATIONS: list[Migration] = [
@@ -53,7 +63,26 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX workspace_login_failures_key ON workspace_login_failures(key, at);
         """,
-    )
+    ),
+    Migration(
+        2,
+        # Issue #15: limits per account and per client address besides per (name, address);
+        # expired rows are deleted by time.
+        """
+        ALTER TABLE workspace_login_failures ADD COLUMN account TEXT;
+        ALTER TABLE workspace_login_failures ADD COLUMN address TEXT;
+        CREATE INDEX workspace_login_failures_account ON workspace_login_failures(account, at);
+        CREATE INDEX workspace_login_failures_address ON workspace_login_failures(address, at);
+        CREATE INDEX workspace_login_failures_at ON workspace_login_failures(at);
+        """,
+        """
+        ALTER TABLE workspace_login_failures ADD COLUMN account text;
+        ALTER TABLE workspace_login_failures ADD COLUMN address text;
+        CREATE INDEX workspace_login_failures_account ON workspace_login_failures(account, at);
+        CREATE INDEX workspace_login_failures_address ON workspace_login_failures(address, at);
+        CREATE INDEX workspace_login_failures_at ON workspace_login_failures(at);
+        """,
+    ),
 ]
 
 
@@ -93,6 +122,19 @@ def decode_session(secret: str, value: str, now: datetime) -> Session | None:
     except (ValueError, KeyError, TypeError):
         return None
     return session if session.expires > now.timestamp() else None
+
+
+def setup_pool(gw: Gateway) -> None:
+    """The argon2 pool of this gateway, stopped with the app."""
+    cfg = gw.settings.agents
+    pool = PasswordPool(cfg.hash_workers, cfg.hash_queue)
+    gw.extras[POOL] = pool
+
+    async def close(app: web.Application) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    gw.app.cleanup_ctx.append(close)
 
 
 def csrf_token(secret: str, sid: str) -> str:
@@ -151,77 +193,139 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
     response.del_cookie(COOKIE, path="/")
 
 
-def _throttle_key(name: str, ip: str) -> str:
-    return f"{name.strip().lower()}|{ip}"
-
-
-def failures(tx: Tx, key: str, now: datetime) -> int:
-    """Failed logins of this key within the window."""
-    row = tx.one(
-        "SELECT count(*) AS n FROM workspace_login_failures WHERE key = ? AND at > ?",
-        (key, iso(now - FAILURE_WINDOW)),
-    )
-    return int(row["n"]) if row else 0
-
-
 class LoginThrottled(Exception):
-    """Too many failed logins for this user name from this address."""
+    """Too many failed sign-ins for this name, this address, or both; or the hasher is full."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Who is signing in, for the throttle: the user name as typed and the client address."""
+
+    account: str
+    address: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account}|{self.address}"
+
+
+def reserve_attempt(tx: Tx, attempt: Attempt, now: datetime, cfg: AgentSettings) -> int | None:
+    """Count the attempt as a failure before the password is checked, in one transaction.
+
+    Returns the failure row's id (deleted again on success), or None when a limit is reached.
+    Counting and recording together is what makes the throttle hold under parallel requests:
+    a check-then-hash-then-record throttle lets every request of a burst through the check.
+    """
+    tx.lock_key(f"sign-in:{attempt.account}")  # serializes instances on PostgreSQL;
+    tx.lock_key(f"sign-in@{attempt.address}")  # always account before address: no deadlock
+    since = iso(now - cfg.failure_window)
+    # Failure rows expire: whatever is older than the window is deleted as attempts go by.
+    tx.execute("DELETE FROM workspace_login_failures WHERE at <= ?", (since,))
+    row = tx.one(
+        "SELECT (SELECT count(*) FROM workspace_login_failures WHERE key = ? AND at > ?) AS pair,"
+        " (SELECT count(*) FROM workspace_login_failures WHERE account = ? AND at > ?)"
+        " AS account,"
+        " (SELECT count(*) FROM workspace_login_failures WHERE address = ? AND at > ?)"
+        " AS address",
+        (attempt.key, since, attempt.account, since, attempt.address, since),
+    )
+    assert row is not None
+    if (
+        int(row["pair"]) >= cfg.max_failures
+        or int(row["account"]) >= cfg.max_failures_per_account
+        or int(row["address"]) >= cfg.max_failures_per_address
+    ):
+        return None
+    return tx.insert(
+        "INSERT INTO workspace_login_failures (key, account, address, at) VALUES (?, ?, ?, ?)",
+        (attempt.key, attempt.account, attempt.address, iso(now)),
+    )
+
+
+def _succeeded(tx: Tx, attempt: Attempt) -> None:
+    """A right password: forget this name's failures from this address (the reserved one too)."""
+    tx.execute("DELETE FROM workspace_login_failures WHERE key = ?", (attempt.key,))
 
 
 async def login(request: web.Request, name: str, password: str) -> User | None:
     """The user if the password matches; LoginThrottled after too many failures."""
     gw = gw_of(request)
-    key = _throttle_key(name, client_address(request, gw.settings.trusted_proxies))
+    cfg = gw.settings.agents
+    address = client_address(request, gw.settings.trusted_proxies)
+    attempt = Attempt(name.strip().lower(), address)
     now = gw.clock()
-    if await gw.store.read(lambda tx: failures(tx, key, now)) >= MAX_FAILURES:
-        raise LoginThrottled(key)
+    retry_after = int(cfg.failure_window.total_seconds())
+    reserved = await gw.store.transact(lambda tx: reserve_attempt(tx, attempt, now, cfg))
+    if reserved is None:
+        raise LoginThrottled(retry_after)
     found = await gw.store.read(lambda tx: user_by_name(tx, name.strip()))
-    stored = found[1] if found else None
-    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-    ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, stored, password)
-    if ok and found:
-        await gw.store.transact(
-            lambda tx: tx.execute("DELETE FROM workspace_login_failures WHERE key = ?", (key,))
-        )
-        return found[0]
-    await gw.store.transact(
-        lambda tx: tx.execute(
-            "INSERT INTO workspace_login_failures (key, at) VALUES (?, ?)", (key, iso(now))
-        )
-    )
-    return None
+    if found is None or not found[1]:
+        # No such user: refused without running a hash, so a flood of made-up names costs no
+        # CPU; the pause stands in for the hash so the answer's timing does not tell.
+        await asyncio.sleep(0.05 + secrets.randbelow(50) / 1000)
+        return None
+    try:
+        ok = await pool_of(gw).verify(found[1], password)
+    except HashPoolBusy:
+        # Counted as a failure (already recorded): a flood cannot buy unlimited queueing.
+        raise LoginThrottled(5) from None
+    if not ok:
+        return None
+    await gw.store.transact(lambda tx: _succeeded(tx, attempt))
+    return found[0]
+
+
+def pool_of(gw: Gateway) -> PasswordPool:
+    """The gateway's argon2 pool (created by the workspace's setup)."""
+    pool: PasswordPool = gw.extras[POOL]
+    return pool
+
+
+SESSION_ENDED = "session_ended"  # bus notice: live sockets of that user re-check and close
 
 
 async def logout(request: web.Request, user: User) -> None:
-    """End every session of the user (bump the epoch)."""
+    """End every session of the user (bump the epoch); their live sockets close."""
     gw = gw_of(request)
     await gw.store.transact(
         lambda tx: tx.execute(
             "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?", (user.id,)
         )
     )
+    gw.bus.publish({"type": SESSION_ENDED, "user_id": user.id})
 
 
 async def change_password(request: web.Request, user: User, current: str, new: str) -> User:
-    """Set a new password and end the user's other sessions; returns the refreshed user."""
+    """Set a new password, end the user's other sessions and revoke their API tokens; returns
+    the refreshed user (checklist A3: a stolen session or token dies with the old password)."""
     gw = gw_of(request)
     found = await gw.store.read(lambda tx: user_by_name(tx, user.name))
-    loop = asyncio.get_running_loop()
     stored = found[1] if found else None
-    if not await loop.run_in_executor(None, verify_password, stored, current):
-        raise ValueError("La contraseña actual no es correcta.")
-    if len(new) < MIN_PASSWORD:
-        raise ValueError(f"La contraseña nueva debe tener al menos {MIN_PASSWORD} caracteres.")
-    hashed = await loop.run_in_executor(None, hash_password, new)
+    pool = pool_of(gw)
+    try:
+        if not await pool.verify(stored, current):
+            raise ValueError("La contraseña actual no es correcta.")
+        if len(new) < MIN_PASSWORD:
+            raise ValueError(f"La contraseña nueva debe tener al menos {MIN_PASSWORD} caracteres.")
+        hashed = await pool.hash(new)
+    except HashPoolBusy:
+        raise ValueError("El servidor está ocupado; intente de nuevo en unos segundos.") from None
+    now = gw.clock()
 
     def write(tx: Tx) -> User | None:
         tx.execute(
             "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1 WHERE id = ?",
             (hashed, user.id),
         )
+        revoke_tokens(tx, now, user_id=user.id)
         return user_by_id(tx, user.id)
 
     fresh = await gw.store.transact(write)
     assert fresh is not None
     request[USER_KEY] = fresh
+    gw.bus.publish({"type": SESSION_ENDED, "user_id": user.id})
     return fresh

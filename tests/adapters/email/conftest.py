@@ -82,13 +82,18 @@ async def relay():
 
 @pytest.fixture
 def start_email(start_app, make_settings, relay) -> Callable[..., Any]:
-    """await start_email(overrides=None, relay=True, **env) -> gw with SMTP on gw.extras."""
+    """await start_email(overrides=None, relay=True, resolver=None, **env) -> gw with SMTP on
+    gw.extras; `resolver` is the fake DNS of sender authentication (empty by default)."""
 
-    async def start(overrides: dict | None = None, *, with_relay: bool = True, **env: str):
+    async def start(
+        overrides: dict | None = None, *, with_relay: bool = True, resolver: Any = None, **env: str
+    ):
         if with_relay and "GATEWAY_SMTP_RELAY" not in env:
             env["GATEWAY_SMTP_RELAY"] = f"127.0.0.1:{relay.port}"
         settings = make_settings(overrides, **env)
-        client, gw = await start_app(settings, adapters={"email": email_smtp.setup})
+        client, gw = await start_app(
+            settings, adapters={"email": email_smtp.setup}, resolver=resolver
+        )
         gw.extras["http"] = client  # the agent API of this gateway, for assertions
         return gw
 

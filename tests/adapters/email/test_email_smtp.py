@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.core.errors import TemporaryFailure
 from gateway.core.services import GW
 from tests.adapters.email.conftest import SUPPORT, mail, send, tracking_of
+from tests.conftest import FakeResolver
 from tests.faults import Failing, make_store_with
 
 
@@ -166,7 +167,8 @@ async def test_connection_dropped_during_data_stores_nothing(start_email) -> Non
 async def flaky(aiohttp_client, make_settings, clock):
     settings = make_settings()
     store = make_store_with(settings, Failing)
-    app = create_app(settings, clock=clock, store=store, adapters={"email": email_smtp.setup})
+    adapters = {"email": email_smtp.setup}
+    app = create_app(settings, clock=clock, store=store, adapters=adapters, resolver=FakeResolver())
     await aiohttp_client(app)
     return app[GW], store
 

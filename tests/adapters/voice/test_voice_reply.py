@@ -90,7 +90,11 @@ async def test_agent_reply_to_click2call_speaks_spanish(
 ) -> None:
     client, gw = await start_app(voice_settings(), adapters=VOICE_ADAPTERS)
     token = await agent_token(gw)
-    resp = await client.post("/api/v1/click2call", json={"name": "Ana", "phone": "+50688887777"})
+    resp = await client.post(
+        "/api/v1/click2call",
+        json={"name": "Ana", "phone": "+50688887777"},
+        headers={"Origin": "https://www.callmyway.com"},
+    )
     tracking = (await resp.json())["tracking"]
     await reply(client, token, tracking, "Ya reiniciamos su central.")
     await gw.outbox.drain_once()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from adapters.webchat.ws import HUB
@@ -29,24 +28,25 @@ async def test_reply_reaches_every_open_socket_of_the_visitor(chat_app: Any) -> 
         assert frame["text"] == "Hola Ana, ya revisamos su central."
         assert frame["tracking"] == ticket["tracking"] and frame["at"]
     assert row["status"] == "sent" and row["provider_id"] == "ws:2"
-    emails = await gw.store.read(lambda tx: tx.all("SELECT * FROM outbox WHERE channel = 'email'"))
+    emails = await gw.store.read(
+        lambda tx: tx.all("SELECT * FROM outbox WHERE channel = 'email' AND kind = 'reply'")
+    )
     assert emails == []  # the customer was there: no email copy
 
 
-async def test_reply_while_offline_is_replayed_and_mailed(chat_app: Any) -> None:
+async def test_reply_while_offline_is_not_mailed_to_an_unconfirmed_address(chat_app: Any) -> None:
+    # Issue #15: the pre-chat form's email is only a claim; anyone may type anyone's address, so
+    # an agent's reply is never mailed to it until the visitor confirmed it.
     client, gw = await chat_app()
     ws, welcome, ticket = await start_chat(client)
     await ws.close()
     await wait_for(lambda: gw.app[HUB].visitors == {}, "the socket to be gone")
     row = await agent_reply(gw, ticket["tracking"], "Le llamamos en 10 minutos.")
-    assert row["status"] == "sent" and row["provider_id"] == "email-fallback"
-    copy = await gw.store.read(
-        lambda tx: tx.one("SELECT * FROM outbox WHERE channel = 'email' AND kind = 'reply'")
+    assert row["status"] == "sent" and row["provider_id"] == "stored-for-replay"
+    copies = await gw.store.read(
+        lambda tx: tx.all("SELECT * FROM outbox WHERE channel = 'email' AND kind = 'reply'")
     )
-    assert copy["recipient"] == "ana@example.com" and copy["status"] == "pending"
-    payload = json.loads(copy["payload"])
-    assert payload["text"] == "Le llamamos en 10 minutos."
-    assert payload["tracking"] == ticket["tracking"]
+    assert copies == []
     # The customer comes back: the reply is in the replayed conversation.
     ws2 = await connect(client)
     again, replay = await hello(ws2, welcome["token"])

@@ -3,6 +3,7 @@ POST /chat/upload, and the case's status with its rating (frames only added to t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.adapters.webchat.chat_kit import ORIGIN, connect, frames_until, hello, recv
@@ -29,7 +30,7 @@ async def test_begin_with_a_message_alone_then_details(chat_app: Any) -> None:
     first = await gw.store.read(lambda tx: tx.messages(row["id"]))
     assert first[0]["author"] == "Visitante del chat"  # never the visitor's token
 
-    # A wrong field is named; the right details fill the contact and raise the severity.
+    # A wrong field is named; the right details are kept and raise the severity.
     await ws.send_json({"type": "details", "client_id": "d1", "email": "ana@"})
     error = await recv(ws)
     assert (error["type"], error["field"], error["client_id"]) == ("error", "email", "d1")
@@ -46,8 +47,11 @@ async def test_begin_with_a_message_alone_then_details(chat_app: Any) -> None:
     saved = await recv(ws)
     assert saved["type"] == "details_saved" and saved["client_id"] == "d2"
     row = await gw.store.read(lambda tx: tx.incident_by_tracking(tracking))
+    # Typed details are the incident's claims, never the visitor's identity (issue #15).
+    claims = json.loads(row["claims"])
+    assert (claims["name"], claims["email"]) == ("Ana Rojas", "ana@example.com")
     contact = await gw.store.read(lambda tx: tx.contact(row["contact_id"]))
-    assert (contact["name"], contact["email"]) == ("Ana Rojas", "ana@example.com")
+    assert contact["email"] is None and contact["visitor_id"]
     assert row["severity"] == "S1"
     events = await gw.store.read(lambda tx: tx.events(row["id"]))
     assert [e["actor"] for e in events if e["kind"] == "severity_changed"] == ["customer"]

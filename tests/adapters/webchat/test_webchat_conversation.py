@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.adapters.webchat.chat_kit import (
@@ -54,8 +55,11 @@ async def test_impact_answers_set_the_severity(chat_app: Any) -> None:
     )
     incident = await gw.store.read(lambda tx: tx.incident_by_tracking(ticket["tracking"]))
     assert incident["severity"] == "S4"
+    # The typed phone is kept normalized, as the incident's claim; the visitor's contact holds
+    # only its signed visitor id (issue #15).
+    assert json.loads(incident["claims"]) == {"name": "Ana Rojas", "phone": "+50688880001"}
     contact = await gw.store.read(lambda tx: tx.contact(incident["contact_id"]))
-    assert contact["phone"] == "+50688880001" and contact["email"] is None
+    assert contact["phone"] is None and contact["email"] is None and contact["visitor_id"]
 
 
 async def test_messages_are_acked_and_a_resend_is_stored_once(chat_app: Any) -> None:

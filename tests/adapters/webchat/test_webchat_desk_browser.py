@@ -8,6 +8,7 @@ databases over a real socket in test_webchat_begin.py.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -94,8 +95,8 @@ async def test_widget_type_first_conversation_image_and_rating(
             await chat.locator("#cmw-d-save").click()
             await expect(chat.locator("#cmw-details")).to_be_hidden()
             incident = await gw.store.read(lambda tx: tx.incident_by_tracking(tracking))
-            contact = await gw.store.read(lambda tx: tx.contact(incident["contact_id"]))
-            assert (contact["name"], contact["email"]) == ("Ana Rojas", "ana@example.com")
+            claims = json.loads(incident["claims"])  # typed details: claims (issue #15)
+            assert (claims["name"], claims["email"]) == ("Ana Rojas", "ana@example.com")
 
             # The agent types, then answers: name on the reply, below "an agent will answer".
             resp = await page.request.post(
@@ -219,7 +220,9 @@ async def test_offline_form_in_english_on_a_phone(
             await expect(page.locator("#cmw-email-error")).to_have_text("")
             await page.click("#cmw-start")
             await expect(page.locator("#cmw-log")).to_contain_text(
-                "We will answer you by email at john@example.com."
+                # The typed address is confirmed through a link before replies go there.
+                "We sent a link to john@example.com: confirm it and we will also answer you"
+                " by email."
             )
             assert await horizontal_overflow(page) == 0
             await page.screenshot(path=str(shots / "chat-offline-sent-390.png"))

@@ -9,7 +9,7 @@ from tests.conftest import CLOSED_TIME
 from tests.faults import fail_inserts, heal_inserts
 
 
-async def test_after_hours_welcome_and_ticket_promise_an_email_answer(
+async def test_after_hours_welcome_and_ticket_ask_to_confirm_the_email(
     chat_app: Any, clock: Any
 ) -> None:
     clock.set(CLOSED_TIME)  # Sunday 23:00 in Costa Rica
@@ -25,7 +25,9 @@ async def test_after_hours_welcome_and_ticket_promise_an_email_answer(
     ack, ticket = await frames_until(ws, "ticket")
     assert ack["type"] == "ack" and ticket["after_hours"] is True
     assert ticket["opens_at"] == welcome["opens_at"]
-    assert "le responderemos por correo electrónico a ana@example.com" in ticket["notice"].lower()
+    # The typed address gets a confirmation link first (issue #15): replies are mailed only then.
+    notice = ticket["notice"].lower()
+    assert "le enviamos un enlace a ana@example.com: confírmelo" in notice
     incident = await gw.store.read(lambda tx: tx.incident_by_tracking(ticket["tracking"]))
     assert incident["after_hours"] == 1 and incident["status"] == "new"
 
