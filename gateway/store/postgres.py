@@ -244,6 +244,7 @@ class PostgresStore:
         url: str,
         *,
         writers: int = 3,
+        max_batch: int = MAX_BATCH,
         readers: int = 3,
         timeout: float = 5.0,
         lock_timeout_ms: int = 5000,
@@ -253,6 +254,7 @@ class PostgresStore:
         self.instance = instance
         self.lock_timeout_ms = lock_timeout_ms
         self.writers = writers
+        self.max_batch = max_batch
         self.readers = readers
         self.timeout = timeout
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
@@ -425,7 +427,7 @@ class PostgresStore:
         while True:
             await self._wake.wait()
             while self._pending:
-                batch = self._pending[:MAX_BATCH]
+                batch = self._pending[: self.max_batch]
                 del self._pending[: len(batch)]
                 if self._pending:
                     self._wake.set()  # another writer can take the rest meanwhile
