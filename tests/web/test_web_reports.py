@@ -14,7 +14,12 @@ from zoneinfo import ZoneInfo
 from gateway.core.model import Contact, Inbound
 
 MIN = timedelta(minutes=1)
-PHONES = {"CR": "+5068888{:04d}", "MX": "+52551234{:04d}", "US": "+1305555{:04d}", "CA": "+1613555{:04d}"}  # fmt: skip
+PHONES = {
+    "CR": "+5068888{:04d}",
+    "MX": "+52551234{:04d}",
+    "US": "+1305555{:04d}",
+    "CA": "+1613555{:04d}",
+}
 # Tuesdays to Thursdays of November 2026 that are no holiday on any of these lines
 # (US: 11th Veterans Day, 26th Thanksgiving; MX: 16th Revolution Day is a Monday).
 DAYS = [3, 4, 5, 10, 12, 17, 18, 19, 24, 25]
@@ -113,7 +118,8 @@ async def generate(client, gw, clock, token) -> tuple[list[Planned], dict[str, s
     # severity counted from registration would have made the 11:10 answer late).
     reg = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)  # 10:00 in Mexico City
     p = await register("upgraded", "+525599990001", "S3", reg)
-    await act(client, clock, token, p, "severity", reg + 60 * MIN, {"severity": "S1", "reason": "Caída total"})
+    rerate = {"severity": "S1", "reason": "Caída total"}
+    await act(client, clock, token, p, "severity", reg + 60 * MIN, rerate)
     await act(client, clock, token, p, "reply", reg + 70 * MIN, {"text": "Revisamos"})
     await act(client, clock, token, p, "resolve", reg + 180 * MIN, RESOLVE)
     # Waiting on the customer at report time: attention met, solution paused -> pending.
@@ -196,7 +202,7 @@ async def test_generated_month_report_and_penalties(
     for p in planned:
         assert (p.tracking in breaches) == (p.attention_late or p.solution_late)
         if p.attention_late:
-            a_ok, a_late, *_ = OFFSETS[p.severity]
+            _, a_late, *_ = OFFSETS[p.severity]
             budget = {"S1": 60, "S2": 90, "S3": 120}[p.severity]
             assert breaches[p.tracking]["attention_overrun_minutes"] == a_late / MIN - budget
     assert (
