@@ -241,3 +241,33 @@ def first_day(month: str) -> date:
     """The first day of 'YYYY-MM'."""
     year, mon = parse_month(month)
     return date(year, mon, 1)
+
+
+def at_risk_now(
+    rows: list[Mapping[str, Any]], now: datetime, window: timedelta
+) -> list[dict[str, Any]]:
+    """Open incidents whose next deadline is due within `window` or already past, by due time."""
+    out = []
+    for row in rows:
+        attended = parse_iso(row["attended_at"])
+        kind = "attention" if attended is None else "solution"
+        if kind == "solution" and row["status"] == "waiting_customer":
+            continue  # the solution clock stands still while waiting on the customer
+        due = parse_iso(row[f"{kind}_due"])
+        if due is None or due - now > window:
+            continue
+        out.append(
+            {
+                "tracking": row["tracking"],
+                "line": row["country"],
+                "channel": row["channel"],
+                "severity": row["severity"],
+                "level": row["level"],
+                "status": row["status"],
+                "kind": kind,
+                "due": iso(due),
+                "overdue": due <= now,
+                "seconds_left": (due - now).total_seconds(),
+            }
+        )
+    return sorted(out, key=lambda r: r["due"])

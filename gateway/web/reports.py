@@ -175,3 +175,14 @@ async def sla_report(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Register the report route."""
     app.router.add_get("/api/v1/reports/sla", sla_report)
+
+
+def read_open(tx: Tx, limit: int = 500) -> list[Row]:
+    """Open incidents, the most urgent first (the queue's partial index)."""
+    return tx.all(
+        "SELECT tracking, country, channel, severity, level, status, attention_due,"
+        " solution_due, attended_at FROM incidents"
+        " WHERE status IN ('new', 'in_progress', 'waiting_customer')"
+        " ORDER BY urgent_due LIMIT ?",
+        (limit,),
+    )
