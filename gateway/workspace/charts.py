@@ -66,10 +66,13 @@ def percent_bars(chart_id: str, title: str, bars: list[Bar], target: float) -> M
             )
             body.append(f'<a href="{escape(bar.href)}">{rect}</a>' if bar.href else rect)
             text = _pct(bar.value)
-        x_text = LABEL_W + span * (bar.value or 0) + 6
+        inside = bar.value is not None and bar.value > 0.35
+        # A long bar carries its figure inside (white on the bar), clear of the target line.
+        x_text = LABEL_W + span * (bar.value or 0) + (-6 if inside else 6)
+        anchor, ink = ("end", "#fff") if inside else ("start", INK)
         body.append(
-            f'<text x="{x_text:.1f}" y="{y + ROW_H / 2:.1f}" font-size="12" fill="{INK}"'
-            f' dominant-baseline="middle">{escape(text)}</text>'
+            f'<text x="{x_text:.1f}" y="{y + ROW_H / 2:.1f}" font-size="12" fill="{ink}"'
+            f' text-anchor="{anchor}" dominant-baseline="middle">{escape(text)}</text>'
         )
     body.append(
         f'<line x1="{x_target:.1f}" x2="{x_target:.1f}" y1="{TOP - 6}" y2="{height - 6}"'

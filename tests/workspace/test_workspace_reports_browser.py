@@ -90,6 +90,7 @@ async def test_the_month_in_chromium(start_app, make_settings, clock, tmp_path: 
             assert await horizontal_overflow(page) == 0
             assert await axe_problems(page) == []
             await page.screenshot(path=str(shots / "reportes-390.png"), full_page=True)
+            await page.locator("#chart-weeks").screenshot(path=str(shots / "weeks-390.png"))
             assert problems == []
         finally:
             await browser.close()
