@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -92,10 +93,15 @@ def _deadline_json(d: Deadline) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 def _week(registered: datetime, zone: str, start: datetime) -> str:
     """The week (from Monday, clipped to the month's first day) a registration falls in."""
-    local = registered.astimezone(ZoneInfo(zone)).date()
-    first = start.astimezone(ZoneInfo(zone)).date()
+    local = registered.astimezone(_zone(zone)).date()
+    first = start.astimezone(_zone(zone)).date()
     monday = local - timedelta(days=local.weekday())
     return max(monday, first).isoformat()
 
@@ -172,6 +178,7 @@ def build(
         line = cfg.lines[code]
         history = history_of(row, severity_events.get(row["id"], []))
         v = verdict(cfg, line, history, now)
+        state = v.state
         item = _incident(row, v, history)
         incidents.append(item)
         keys = {
@@ -184,13 +191,13 @@ def build(
         }
         for bucket in (overall, *(groups[g][k] for g, k in keys.items())):
             bucket["open"] += int(item["open"])
-            if v.state == "pending":
+            if state == "pending":
                 bucket["pending"] += 1
                 continue
             bucket["incidents"] += 1
-            bucket["met"] += int(v.state == "met")
-            bucket["breached"] += int(v.state == "breached")
-        if v.state == "breached":
+            bucket["met"] += int(state == "met")
+            bucket["breached"] += int(state == "breached")
+        if state == "breached":
             breaches.append(_breach(item, row["subject"]))
     target = rule.target
     report: dict[str, Any] = {
