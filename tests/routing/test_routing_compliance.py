@@ -218,3 +218,18 @@ def test_month_bounds_in_the_line_zone() -> None:
         datetime(2026, 12, 1, 6, tzinfo=UTC),
         datetime(2027, 1, 1, 6, tzinfo=UTC),
     )
+
+
+def test_dst_spring_forward_on_a_canadian_line(setup, utc):
+    # Saturday 16:30 EST (21:30 UTC): 30 min that day; Sunday opens 07:00 EDT (11:00 UTC),
+    # 1 h 30 more -> 12:30 UTC. A 24x7 S1 at 01:30 EST (06:30 UTC): due 07:30 UTC (03:30 EDT).
+    judge, _ = setup
+    v, _line = judge("CA", "2026-03-07 16:30", "S3", now="2026-03-09 12:00")
+    assert v.attention.due == utc("2026-03-08 12:30")
+    v, _line = judge("CA", "2026-03-08 01:30", "S1", attended="2026-03-08 03:29")
+    assert v.attention.due == utc("2026-03-08 07:30")
+    assert v.attention.state == "met"
+    assert month_bounds("America/Toronto", 2026, 3) == (
+        datetime(2026, 3, 1, 5, tzinfo=UTC),
+        datetime(2026, 4, 1, 4, tzinfo=UTC),
+    )
