@@ -30,8 +30,9 @@ class History:
     """What the verdict needs of one incident: severities in force, pauses, done times."""
 
     registered_at: datetime
-    severities: tuple[tuple[datetime, str], ...]  # (in force from, severity), the first at
-    pauses: tuple[tuple[datetime, datetime | None], ...] = ()  # registration; open pause: None
+    # (in force from, severity), oldest first; the first one is in force from registration.
+    severities: tuple[tuple[datetime, str], ...]
+    pauses: tuple[tuple[datetime, datetime | None], ...] = ()  # (begin, end); still open: None
     attended_at: datetime | None = None
     resolved_at: datetime | None = None
 
@@ -136,7 +137,8 @@ def due_time(
 ) -> tuple[datetime, ClockKind]:
     """When `kind` is due under the severity rule, and the clock it fell on."""
     excluded = _merge(history.pauses, now) if kind == "solution" else ()
-    segments = sorted(history.severities)
+    # By time only: two changes at one instant keep the order they were made in.
+    segments = sorted(history.severities, key=lambda change: change[0])
     if not segments or segments[0][0] > history.registered_at:
         raise ValueError("the first severity must be in force from registration")
     remaining = 1.0  # fraction of the budget still unspent

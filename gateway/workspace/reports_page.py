@@ -88,17 +88,12 @@ async def _load(request: web.Request) -> tuple[User, dict[str, Any], dict[str, A
         csv_penalties=f"{api}&format=csv&sheet=penalties",
         printable=f"/agent/reportes/penalizaciones?{_query(month, zone)}",
         zones=sorted(
-            {(str(line.timezone), name) for name, line in _zone_lines(gw)}, key=lambda z: z[1]
+            {(tz, ctx["names"][code]) for code, tz in line_zones.items()}, key=lambda z: z[1]
         ),
         missed_es=MISSED_ES,
         clock_es=CLOCK_ES,
     )
     return user, ctx, report
-
-
-def _zone_lines(gw: Any) -> list[tuple[str, Any]]:
-    names = _names(gw)
-    return [(names[code], line) for code, line in gw.settings.routing.lines.items()]
 
 
 def _charts(report: dict[str, Any], names: dict[str, str], target: float) -> dict[str, Any]:

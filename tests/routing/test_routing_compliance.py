@@ -233,3 +233,15 @@ def test_dst_spring_forward_on_a_canadian_line(setup, utc):
         datetime(2026, 3, 1, 5, tzinfo=UTC),
         datetime(2026, 4, 1, 4, tzinfo=UTC),
     )
+
+
+def test_changes_at_one_instant_keep_their_order(setup, at):
+    # S1 → S3 → S1 within the same second: S1 is in force throughout.
+    judge, _ = setup
+    v, line = judge(
+        "MX",
+        "2026-11-30 10:00",
+        "S1",
+        changes=[("2026-11-30 10:30", "S3"), ("2026-11-30 10:30", "S1")],
+    )
+    assert v.attention.due == at(line, "2026-11-30 11:00")

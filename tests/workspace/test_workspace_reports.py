@@ -55,6 +55,8 @@ async def test_reports_pages_for_supervisors(start_app, make_settings, agent_tok
     assert resp.status == 400 and "mes (AAAA-MM)" in await resp.text()
     resp = await client.get("/agent/reportes?mes=2026-11&zona=Mars/Base")
     assert resp.status == 400 and "zona horaria" in await resp.text()
+    resp = await client.get("/agent/reportes/penalizaciones?mes=noviembre")
+    assert resp.status == 400 and "mes (AAAA-MM)" in await resp.text()
 
     # The printable sheet: each site with its breached incidents and its discount.
     resp = await client.get("/agent/reportes/penalizaciones?mes=2026-11")
