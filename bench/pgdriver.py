@@ -10,7 +10,7 @@ of one caller's wait:
   database threads, every function queued meanwhile group-committed in one transaction);
 - psycopg, one transaction per call: the same pool and threads, no group commit;
 - asyncpg, one transaction per call: an asyncpg pool of the same size, one transaction each;
-- asyncpg, group commit: the store's batching (up to three batches at once, 128 calls each)
+- asyncpg, group commit: the store's batching (up to seven batches at once, 16 calls each)
   written for asyncpg, so the drivers are also compared with the same design.
 Each way is warmed up first (20 calls). The callers run on CPU 1 and PostgreSQL on CPU 0 when
 the machine has two.
@@ -45,7 +45,7 @@ from gateway.core.tracking import format_tracking
 from gateway.store.postgres import PgTx, PostgresStore, configure_session, connect_kwargs, key_hash
 from gateway.store.tx import Tx, to_json
 
-POOL = 7  # the store's pool: 3 writers + 3 readers + 1
+POOL = 7  # as many connections as the store's writers
 SQL = {
     "receipt": "SELECT incident_id FROM receipts WHERE channel = 'whatsapp' AND provider_id = ?",
     "contact": "SELECT id FROM contacts WHERE phone = ?",
@@ -140,7 +140,7 @@ async def intake_asyncpg(conn: asyncpg.Connection, p: dict[str, Any]) -> str:
 class AsyncpgGroupCommit:
     """The store's group commit written for asyncpg: queued calls share one transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, writers: int = 3, max_batch: int = 128):
+    def __init__(self, pool: asyncpg.Pool, writers: int = 7, max_batch: int = 16):
         self.pool = pool
         self.pending: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
         self.wake = asyncio.Event()
@@ -300,7 +300,7 @@ def cli() -> None:
     parser.add_argument(
         "--store",
         nargs="+",
-        default=["3x128", "7x1"],
+        default=["7x16", "3x128"],
         help="the store's shapes to run, WRITERSxBATCH (writers at once, calls per transaction)",
     )
     parser.add_argument("--limit", type=float, default=20.0, help="seconds per run at most")
