@@ -172,15 +172,6 @@ async def test_bounce_of_our_acknowledgement_is_linked_never_a_new_incident(star
     assert bounced == [{"address": "ana@cliente.com"}]
 
 
-async def test_bounce_about_unknown_mail_is_stored_flagged_and_unanswered(start_email, relay):
-    gw = await start_email()
-    dsn = fixture("dsn.eml").replace(b"{{ORIGINAL_ID}}", b"<not-ours@elsewhere.example>")
-    tracking = await accepted(gw, dsn, mail_from="")
-    body = await incident_json(gw, tracking)
-    assert "bounce" in body["flags"] and json.dumps(body).count("User unknown") >= 1
-    assert await outbox_rows(gw) == []
-
-
 async def test_long_folded_references_of_a_gmail_thread_stay_well_formed(start_email, relay):
     gw = await start_email()
     refs = " ".join(f"<CAthread{i:02d}+x@mail.gmail.com>" for i in range(40))
