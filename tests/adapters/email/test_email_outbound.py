@@ -4,7 +4,6 @@ bounces about our mail, header injection, and a relay that is down, refusing or 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway.core.replies import queue_reply
