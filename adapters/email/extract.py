@@ -215,10 +215,9 @@ class BodyExtractor:
         while not self.quiet() and loop.time() - started < MAX_LAG:  # noqa: ASYNC110
             await asyncio.sleep(QUIET_POLL)
         now = self.gw.clock()
-        budget = self.gw.settings.email.parse_timeout * (len(rows) + 1)
         ids = [int(r["id"]) for r in rows]
         claimed = await store.transact(
-            lambda tx: quarantine.claim_work(tx, KIND, ids, now, LEASE + budget)
+            lambda tx: quarantine.claim_work(tx, KIND, ids, now, LEASE)
         )
         trackings: list[str] = []
         for row in rows:
