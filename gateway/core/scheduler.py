@@ -148,6 +148,7 @@ class Scheduler:
         self.bus = bus
         self.handlers: dict[str, JobHandler] = {}
         self._wake = asyncio.Event()
+        self.breach_every = BREACH_EVERY  # seconds between breach checks
 
     def register(self, kind: str, handler: JobHandler) -> None:
         """Run jobs of `kind` with `handler(payload)`."""
@@ -234,10 +235,10 @@ class Scheduler:
                 await breaches
 
     async def watch_breaches(self) -> None:
-        """Mark breaches every BREACH_EVERY seconds, whatever the jobs are doing."""
+        """Mark breaches every `breach_every` seconds, whatever the jobs are doing."""
         while True:
             try:
                 await self.check_breaches()
             except Exception:
                 log.exception("SLA breach check failed")
-            await asyncio.sleep(BREACH_EVERY)
+            await asyncio.sleep(self.breach_every)
