@@ -433,7 +433,7 @@ def check(url: str, stream: Stream, fakes: Fakes) -> dict[str, Any]:
         if found != 1:
             failures.append(f"voice {contact['i']}: {found} receipts for {contact['sid']}")
     claims = [
-        str(r[0] or "")
+        json.dumps(r[0]) if isinstance(r[0], dict) else str(r[0] or "")
         for r in rows_of(url, "SELECT claims FROM incidents WHERE channel = 'click2call'")
     ]
     rung = Counter(str(c["to"]) for c in fakes.calls)
