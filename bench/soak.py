@@ -226,7 +226,7 @@ class Stream:
         return self.gw.instance.url
 
     def text(self, channel: str, i: int) -> str:
-        return f"Sin servicio desde hoy, caso de prueba soak-{self.run}-{channel}-{i}"
+        return f"Sin servicio desde hoy, caso de prueba [soak-{self.run}-{channel}-{i}]"
 
     async def until_acked(self, channel: str, i: int, attempt: Any) -> None:
         deadline = time.monotonic() + GIVE_UP
