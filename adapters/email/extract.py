@@ -216,9 +216,7 @@ class BodyExtractor:
             await asyncio.sleep(QUIET_POLL)
         now = self.gw.clock()
         ids = [int(r["id"]) for r in rows]
-        claimed = await store.transact(
-            lambda tx: quarantine.claim_work(tx, KIND, ids, now, LEASE)
-        )
+        claimed = await store.transact(lambda tx: quarantine.claim_work(tx, KIND, ids, now, LEASE))
         trackings: list[str] = []
         for row in rows:
             mid = int(row["id"])
