@@ -283,7 +283,10 @@ class Outbox:
                 item.payload["text"] = self.render_ack(item.payload)
             budget = self.send_timeout.total_seconds()
             try:
-                provider_id = await asyncio.wait_for(sender(item), timeout=budget)
+                # asyncio.timeout, not wait_for: no extra task, so a cancellation at shutdown
+                # reaches the sender directly.
+                async with asyncio.timeout(budget):
+                    provider_id = await sender(item)
             except TimeoutError:
                 raise SendError(f"no answer from the provider within {budget:g} s") from None
         except SendError as exc:
@@ -350,4 +353,5 @@ class Outbox:
             # takes them again (the attempt is already counted).
             for task in [*self._tasks, *([self._keeper] if self._keeper else [])]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._tasks:  # a sender that ignores cancellation must not hold the shutdown
+                await asyncio.wait(list(self._tasks), timeout=5)
