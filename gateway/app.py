@@ -18,7 +18,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway import workspace
-from gateway.core import feedback
+from gateway.core import feedback, quarantine
 from gateway.core.bus import Bus
 from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
@@ -106,6 +106,7 @@ def create_app(
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
+    gw.add_migrations("quarantine", quarantine.MIGRATIONS)  # held items, background work claims
     intake.on_commit = outbox.wake
     outbox.render_ack = lambda payload: render_ack(settings, texts, payload)
     app.cleanup_ctx.append(_store_ctx)

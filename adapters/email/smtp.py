@@ -27,6 +27,7 @@ from adapters.email.bounce import MIGRATIONS, link_bounce
 from adapters.email.extract import PENDING, BodyExtractor
 from adapters.email.parse import HeaderFacts, degraded_facts, read_headers
 from adapters.email.send import EmailSender
+from gateway.core import quarantine
 from gateway.core.dns import DnsPythonResolver
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import Contact, Inbound
@@ -151,6 +152,16 @@ class EmailHandler:
                 log.warning("mail loop refused (%s): %s", facts.loop, facts.message_id)
                 return "554 5.4.6 Mail loop detected"
             tracking = await self._linked_bounce(raw, facts) if facts.is_bounce else None
+            if tracking is None and facts.is_bounce:
+                # Backscatter: a report naming no mail we sent goes to the quarantine, never
+                # to the L1 queue (CONTRACT "Quarantine"); committed before the 250.
+                inbound = self._inbound(raw, facts, mail_from, Verdict("unchecked", "none"))
+                now = self.gw.clock()
+                await self.gw.store.transact(
+                    lambda tx: quarantine.hold(tx, inbound, "unmatched_bounce", now)
+                )
+                log.info("unmatched delivery report quarantined: %s", facts.provider_id)
+                return "250 2.0.0 Accepted for review"
             if tracking is None:
                 verdict = await self.auth.verdict(
                     raw,

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
-from gateway.core import feedback
+from gateway.core import feedback, quarantine
 from gateway.core.bus import Bus
 from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
 from gateway.core.incident import (
@@ -211,6 +211,8 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
                 tx.insert_event(target["id"], event.at, event.actor, event.kind, event.detail)
             target = tx.incident(target["id"]) or target
     message_id = _store_message(tx, msg, now, target["id"], sender)
+    if previous is not None and previous["state"] == "shunted":
+        quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
     tx.insert_receipt(
         msg.channel,
         msg.provider_id,
@@ -254,6 +256,7 @@ def _record_follow_up(
     """A CSAT answer or a bare thanks: kept on the incident, which stays as it is."""
     feedback.record(tx, target, outcome[0], outcome[1], now)
     message_id = _store_message(tx, msg, now, target["id"], sender)
+    quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
     tx.insert_receipt(
         msg.channel,
         msg.provider_id,
@@ -548,6 +551,8 @@ def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
         state="shunted",
         error=error,
     )
+    # Supervisors see it in the quarantine; a later retry or `replay` that succeeds resolves it.
+    quarantine.hold(tx, msg, "processing_failed", now)
 
 
 def shunted(tx: Tx) -> list[tuple[int, Inbound, str]]:

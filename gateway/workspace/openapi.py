@@ -286,6 +286,54 @@ def document() -> J:
                 ],
             )
         },
+        "/api/v1/quarantine": {
+            "get": _op(
+                "Held items: backscatter, failed processing, refused mail (supervisors)",
+                _json(
+                    _object(
+                        items={
+                            "type": "array",
+                            "items": _object(
+                                id={"type": "integer"},
+                                channel={"type": "string"},
+                                received_at={"type": "string"},
+                                reason={
+                                    "enum": [
+                                        "unmatched_bounce",
+                                        "processing_failed",
+                                        "auth_refused",
+                                    ]
+                                },
+                                summary={"type": "string"},
+                            ),
+                        }
+                    )
+                ),
+                agent,
+            )
+        },
+        "/api/v1/quarantine/{id}/release": {
+            "post": _op(
+                "Process a held item as a normal contact (supervisors)",
+                _json(
+                    _object(
+                        id={"type": "integer"},
+                        state={"const": "released"},
+                        tracking={"type": "string"},
+                    )
+                ),
+                ("404", *agent),
+                parameters=[_param("id", "path", {"type": "integer"})],
+            )
+        },
+        "/api/v1/quarantine/{id}/discard": {
+            "post": _op(
+                "Drop a held item (supervisors)",
+                _json(_object(id={"type": "integer"}, state={"const": "discarded"})),
+                ("404", *agent),
+                parameters=[_param("id", "path", {"type": "integer"})],
+            )
+        },
         "/api/v1/openapi.json": {
             "get": _op("This document", _json({"type": "object"}), (), security=[])
         },
