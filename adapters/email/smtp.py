@@ -171,6 +171,15 @@ class EmailHandler:
                     sender=facts.from_address,
                 )
                 inbound = self._inbound(raw, facts, mail_from, verdict)
+                if verdict.refused:
+                    # The From domain asks receivers to reject what fails DMARC: held for a
+                    # supervisor (CONTRACT "Quarantine"), committed before the 250.
+                    now = self.gw.clock()
+                    await self.gw.store.transact(
+                        lambda tx: quarantine.hold(tx, inbound, "auth_refused", now)
+                    )
+                    log.warning("DMARC reject policy: quarantined %s", facts.provider_id)
+                    return "250 2.0.0 Accepted for review"
                 if facts.tracking_hints or facts.references:
                     # A reply may be a 1-5 rating or a "gracias" to a resolved case: the core
                     # reads its words before deciding whether it reopens (the body still follows).
