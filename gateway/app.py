@@ -32,7 +32,7 @@ from gateway.store.postgres import PostgresStore, is_postgres_url
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
 from gateway.web import api, reports
-from gateway.web.http import SLOW_WEBHOOK, error_middleware
+from gateway.web.http import SLOW_WEBHOOK, error_middleware, input_middleware
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,13 @@ def create_app(
     `resolver` answers the DNS queries of sender authentication (tests pass a fake one); by
     default the system's resolvers through dnspython.
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, input_middleware],
+        # Bodies are never decompressed: input_middleware answers 415 to any Content-Encoding
+        # (a decompressing parser fails after the handler answered, or expands a small body).
+        handler_args={"auto_decompress": False},
+    )
     app[SLOW_WEBHOOK] = settings.slow_webhook.total_seconds()
     store = store or make_store(settings)
     metrics = Metrics()
