@@ -31,8 +31,8 @@ from gateway.core.timeutil import Clock, parse_iso, utcnow
 from gateway.store.postgres import PostgresStore, is_postgres_url
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
-from gateway.web import api, reports
-from gateway.web.http import SLOW_WEBHOOK, error_middleware, input_middleware
+from gateway.web import api, listen, reports
+from gateway.web.http import BODY_TIMEOUT, SLOW_WEBHOOK, error_middleware, input_middleware
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,11 @@ def create_app(
         middlewares=[error_middleware, input_middleware],
         # Bodies are never decompressed: input_middleware answers 415 to any Content-Encoding
         # (a decompressing parser fails after the handler answered, or expands a small body).
-        handler_args={"auto_decompress": False},
+        handler_args={"auto_decompress": False, **listen.handler_args(settings)},
     )
     app[SLOW_WEBHOOK] = settings.slow_webhook.total_seconds()
+    app[BODY_TIMEOUT] = settings.limits.http_body_timeout.total_seconds()
+    app[listen.GUARD] = listen.make_guard(settings)  # per-address cap, header deadline
     store = store or make_store(settings)
     metrics = Metrics()
     bus = Bus()

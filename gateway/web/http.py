@@ -6,6 +6,7 @@ client's mistake is never a 500; a 500 means a bug and is logged with its traceb
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
@@ -31,12 +32,15 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Seconds after which a provider's webhook is logged as slow ([gateway] slow_webhook).
 SLOW_WEBHOOK = web.AppKey("slow_webhook", float)
+# Seconds a request body may take to arrive once its headers did ([limits] http_body_timeout).
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -288,8 +292,13 @@ async def input_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         check_headers(request)
         routed = request.match_info.http_exception is None
-        if routed and request.method in _BODY_METHODS and request.body_exists and _is_json(request):
-            request[_JSON] = parse_json(await request.read())
+        if routed and request.method in _BODY_METHODS and request.body_exists:
+            # Every body is read here, whole, within the deadline (slowloris on bodies); the
+            # handlers' read()/post()/json() then use aiohttp's cached copy.
+            async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
+                raw = await request.read()
+            if _is_json(request):
+                request[_JSON] = parse_json(raw)
     except BadInput as exc:
         return error_response(exc.status, exc.message, field=exc.field)
     except Rejected as exc:
@@ -299,4 +308,9 @@ async def input_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(413, f"the request body is larger than {limit} bytes")
     except RequestPayloadError as exc:
         return error_response(400, f"the request body could not be read: {exc.args[0]}")
+    except TimeoutError:
+        limit = request.app.get(BODY_TIMEOUT, 30.0)
+        response = error_response(408, f"the request body did not arrive within {limit:g} s")
+        response.force_close()  # the rest of the body is not waited for
+        return response
     return await handler(request)
