@@ -18,7 +18,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway import workspace
-from gateway.core import feedback
+from gateway.core import feedback, health, retention
 from gateway.core.bus import Bus
 from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
@@ -114,6 +114,7 @@ def create_app(
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
+    gw.add_migrations("robust_edge", health.MIGRATIONS)  # health probe row, counting indexes
     intake.on_commit = outbox.wake
     outbox.render_ack = lambda payload: render_ack(settings, texts, payload)
     app.cleanup_ctx.append(_store_ctx)
@@ -145,6 +146,9 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(gw.scheduler.run(), name="scheduler"),
         # Other instances' changes (PostgreSQL) reach this instance's live pages.
         asyncio.create_task(gw.store.follow(gw.bus.publish), name="change-feed"),
+        asyncio.create_task(
+            retention.run(gw.store, gw.clock, gw.settings.retention), name="retention"
+        ),
     ]
     yield
     for task in tasks:
