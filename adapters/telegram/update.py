@@ -92,7 +92,11 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
     if update_type != "message" or message is None:
         chat = update.effective_chat
         return ParsedUpdate(update_id, "other", update_type, chat_id=_chat(chat))
-    return _message(update_id, message)
+    try:
+        return _message(update_id, message)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # de_json does not check JSON types ({"text": true} gets this far): not a real update.
+        raise NotAnUpdate(f"not a Telegram message: {type(exc).__name__}") from None
 
 
 def _chat(chat: telegram.Chat | None) -> str | None:
