@@ -47,6 +47,15 @@ QUIET_GAP = 0.05  # seconds without SMTP DATA before body extraction may use the
 SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<\s*@", re.IGNORECASE)
 
 
+def reservation(mail_options: list[str], limit: int) -> int:
+    """Bytes one DATA may hold: the declared SIZE plus 10% and 4 KiB, at most `limit`."""
+    for option in mail_options:
+        key, _, value = option.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return min(limit, int(value) + int(value) // 10 + 4096)
+    return limit
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's protocol, with a per-address connection cap and no source routes."""
 
@@ -92,25 +101,28 @@ class GatewaySMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd holds a message's DATA in memory up to data_size_limit: each DATA reserves
-        # that much of [limits] smtp_data_memory_bytes, so all connections together stay under
-        # it; over it, 421 (RFC 5321 §4.2.3) and the sending MTA retries later.
-        size = self.data_size_limit or 0
-        if self.envelope is not None and self.envelope.rcpt_tos:
-            if self.gateway.data_reserved + size > self.gateway.data_budget:
-                log.warning(
-                    "SMTP DATA refused: %d bytes already in transit", self.gateway.data_reserved
-                )
-                await self.push(TOO_MUCH_IN_FLIGHT)
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            self.gateway.data_reserved += size
-            try:
-                await super().smtp_DATA(arg)
-            finally:
-                self.gateway.data_reserved -= size
+        # its share of [limits] smtp_data_memory_bytes, so all connections together stay under
+        # it; over it, 421 (RFC 5321 §4.2.3) and the sending MTA retries later. The share is
+        # the size declared at MAIL FROM (RFC 1870, which MTAs and aiosmtplib send) with some
+        # slack, and the message is then held to it (552 beyond); else the size limit.
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await super().smtp_DATA(arg)  # its own 503/501 answers
             return
-        await super().smtp_DATA(arg)  # its own 503/501 answers
+        limit = self.data_size_limit or 0
+        size = reservation(self.envelope.mail_options, limit)
+        if self.gateway.data_reserved + size > self.gateway.data_budget:
+            log.warning("SMTP DATA refused: %d bytes in transit", self.gateway.data_reserved)
+            await self.push(TOO_MUCH_IN_FLIGHT)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.gateway.data_reserved += size
+        self.data_size_limit = size
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.data_size_limit = limit
+            self.gateway.data_reserved -= size
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         # aiosmtpd drops the route and keeps `user@domain`; a route is a relay request: refuse.

@@ -29,14 +29,12 @@ MIGRATIONS: list[Migration] = [
         1,
         """
         CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL, instance TEXT);
-        INSERT INTO health_probe (id, at, instance) VALUES (1, '', '');
         CREATE INDEX outbox_state ON outbox(status, created_at, channel);
         CREATE INDEX incidents_open_depth ON incidents(status, level, country);
         CREATE INDEX receipts_received ON receipts(received_at);
         """,
         """
         CREATE TABLE health_probe (id integer PRIMARY KEY, at text NOT NULL, instance text);
-        INSERT INTO health_probe (id, at, instance) VALUES (1, '', '');
         CREATE INDEX outbox_state ON outbox(status, created_at, channel);
         CREATE INDEX incidents_open_depth ON incidents(status, level, country);
         CREATE INDEX receipts_received ON receipts(received_at);
@@ -46,9 +44,14 @@ MIGRATIONS: list[Migration] = [
 
 
 def _write_probe(tx: Tx, instance: str, now: datetime) -> None:
-    # An UPDATE of an existing row: PostgreSQL refuses it in a read-only transaction and on a
-    # standby; SQLite needs its write lock and a writable file and disk for the WAL frame.
-    tx.execute("UPDATE health_probe SET at = ?, instance = ? WHERE id = 1", (iso(now), instance))
+    # A real change of one row: PostgreSQL refuses it in a read-only transaction and on a
+    # standby; SQLite needs its write lock, a writable file and disk space for the WAL frame.
+    # (The table is scratch: `migrate --from` neither copies it nor counts it as data.)
+    tx.execute(
+        "INSERT INTO health_probe (id, at, instance) VALUES (1, ?, ?) ON CONFLICT (id)"
+        " DO UPDATE SET at = excluded.at, instance = excluded.instance",
+        (iso(now), instance),
+    )
 
 
 async def database_state(

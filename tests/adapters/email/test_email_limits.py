@@ -89,6 +89,38 @@ async def test_data_bytes_in_memory_are_bounded_with_421(start_email) -> None:
     assert (await send(gw, mail()))[0] == 250
 
 
+async def test_declared_size_reserves_less_and_binds_the_message(start_email) -> None:
+    """RFC 1870: a sender declaring SIZE reserves about that much, and is held to it."""
+    gw = await start_email(
+        {"email": {"max_message_bytes": 100_000}, "limits": {"smtp_data_memory_bytes": 100_000}}
+    )
+    handler = gw.extras["email_handler"]
+    held = []
+    for _ in range(3):  # three declared 20 kB messages fit in a 100 kB budget together
+        reader, writer = await open_from(gw, "127.0.0.2")
+        assert (await reader.readline()).startswith(b"220")
+        for line in (
+            b"EHLO a",
+            b"MAIL FROM:<x@attacker.test> SIZE=20000",
+            f"RCPT TO:<{SUPPORT}>".encode(),
+            b"DATA",
+        ):
+            writer.write(line + b"\r\n")
+            await writer.drain()
+            while (reply := await reader.readline())[3:4] == b"-":
+                pass
+        assert reply.startswith(b"354")
+        held.append((reader, writer))
+    assert 0 < handler.data_reserved <= 3 * 26_096
+    reader, writer = held[0]
+    writer.write(b"Subject: liar\r\n\r\n" + (b"x" * 998 + b"\r\n") * 60 + b".\r\n")  # 60 kB
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"552")  # more than it declared
+    for _, w in held:
+        w.close()
+    assert (await send(gw, mail()))[0] == 250
+
+
 async def test_dribbling_a_command_does_not_dodge_the_idle_timeout(start_email) -> None:
     gw = await start_email({"email": {"idle_timeout": "1s"}})
     reader, writer = await open_from(gw, "127.0.0.2")
