@@ -81,7 +81,8 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
         raise NotAnUpdate("update_id must be a non-negative integer")
     try:
         update = telegram.Update.de_json(data, bot)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, OSError) as exc:
+        # OverflowError/OSError: a `date` no clock can hold (found by fuzzing, issue #16).
         raise NotAnUpdate(f"not a Telegram Update: {type(exc).__name__}") from None
     update_type = next((t for t in telegram.Update.ALL_TYPES if getattr(update, t, None)), None)
     if update_type is None:

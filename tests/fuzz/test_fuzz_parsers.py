@@ -199,6 +199,22 @@ def test_regression_telegram_message_text_of_the_wrong_type_is_not_an_update() -
         parse_update(update)
 
 
+@pytest.mark.parametrize("date", [9.223372036854776e18, 2**62, -(2**62), 1e300])
+def test_regression_telegram_date_out_of_any_clock_is_not_an_update(date: float) -> None:
+    """Found by the long fuzz run: a huge `date` made PTB raise OverflowError/OSError."""
+    update = {
+        "update_id": 0,
+        "message": {
+            "message_id": 0,
+            "date": date,
+            "text": "hola",
+            "chat": {"id": 0, "type": "private"},
+        },
+    }
+    with pytest.raises(NotAnUpdate):
+        parse_update(update)
+
+
 CONFIG_SECTIONS = st.sampled_from(
     [
         "gateway",
