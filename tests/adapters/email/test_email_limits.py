@@ -139,3 +139,31 @@ async def test_dribbling_a_command_does_not_dodge_the_idle_timeout(start_email) 
     dribbler.cancel()
     await asyncio.gather(dribbler, return_exceptions=True)
     writer.close()
+
+
+def mime_bomb(levels: int) -> bytes:
+    """A message nested `levels` multiparts deep (checklist E14)."""
+    parts = b"Content-Type: text/plain\r\n\r\nhola\r\n"
+    for i in range(levels):
+        b = f"b{i}".encode()
+        parts = (
+            b'Content-Type: multipart/mixed; boundary="'
+            + b
+            + b'"\r\n\r\n--'
+            + b
+            + b"\r\n"
+            + parts
+            + b"--"
+            + b
+            + b"--\r\n"
+        )
+    head = b"From: Eva <eva@cliente.com>\r\nTo: soporte@callmyway.com\r\nSubject: bomba\r\n"
+    return head + b"Message-ID: <bomb@cliente.com>\r\n" + parts
+
+
+async def test_deep_mime_nesting_is_stored_degraded_while_normal_mail_flows(start_email) -> None:
+    gw = await start_email()
+    bomb = asyncio.create_task(send(gw, mime_bomb(2000), mail_from="eva@cliente.com"))
+    assert (await send(gw, mail()))[0] == 250  # the normal sender, at the same time
+    code, _ = await bomb
+    assert code == 250  # accepted and kept raw: nothing lost, bounded parse
