@@ -154,7 +154,7 @@ class IncidentSettings:
 class LimitSettings:
     """Resource bounds against floods and slow clients ([limits])."""
 
-    http_connections_per_ip: int = 64
+    http_connections_per_ip: int = 256
     http_header_timeout: timedelta = timedelta(seconds=15)
     http_body_timeout: timedelta = timedelta(seconds=30)
     smtp_max_connections: int = 200

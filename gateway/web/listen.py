@@ -6,7 +6,7 @@ address can open thousands. The guard wraps each connection's protocol: it refus
 address over `[limits] http_connections_per_ip` with a 429 before aiohttp sees a byte, and
 closes a connection whose first request headers have not arrived within
 `[limits] http_header_timeout`. Later requests on a kept-alive connection are bounded by
-aiohttp's keepalive timeout (set to the same value). Bodies are bounded by input_middleware.
+aiohttp's keepalive timeout (KEEPALIVE). Bodies are bounded by input_middleware.
 """
 
 from __future__ import annotations
@@ -137,10 +137,17 @@ def make_guard(settings: Settings) -> ConnectionGuard:
     )
 
 
+# aiohttp closes a kept-alive connection idle, or with a next request half-sent, this long.
+# Longer than nginx's upstream keepalive (60 s) so the proxy never reuses a connection the
+# gateway is closing; aiohttp's own default (3630 s) would let a slow client hold it an hour.
+KEEPALIVE = 75.0
+
+
 def handler_args(settings: Settings) -> dict[str, Any]:
-    """aiohttp connection settings: later requests on a kept-alive connection get the same
-    header deadline as the first (aiohttp closes a connection idle or half-sent this long)."""
-    return {"keepalive_timeout": settings.limits.http_header_timeout.total_seconds()}
+    """aiohttp connection settings: the keepalive bound of later requests on a connection."""
+    return {
+        "keepalive_timeout": max(KEEPALIVE, settings.limits.http_header_timeout.total_seconds())
+    }
 
 
 class GuardedSite(web.TCPSite):
