@@ -261,3 +261,29 @@ async def test_regression_telegram_found_by_fuzzing_is_400(
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
     resp = await client.post("/webhooks/telegram", json=update, headers=headers)
     assert resp.status == 400
+
+
+async def test_regression_nul_in_texts_is_kept_not_a_503_for_ever(
+    start_app: Any, fuzz_settings: Any, agent_token: Any
+) -> None:
+    """Found by the long fuzz run on PostgreSQL: a Telegram text with NUL failed every retry
+    with 503 (PostgreSQL text cannot hold NUL; jsonb refuses \\u0000). Now kept, replaced."""
+    client, gw = await start_app(fuzz_settings)
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 3,
+            "date": 1700000000,
+            "text": "sin\x00tono",
+            "chat": {"id": 77, "type": "private"},
+        },
+    }
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    assert (await client.post("/webhooks/telegram", json=update, headers=headers)).status == 200
+    tracking = await an_incident(gw)
+    auth = {"Authorization": f"Bearer {await agent_token(gw)}"}
+    path = f"/api/v1/incidents/{tracking}"
+    resp = await client.post(f"{path}/reply", json={"text": "hola\x00 \\u0000"}, headers=auth)
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"{path}/note", json={"text": "nota\x00"}, headers=auth)
+    assert resp.status < 500, await resp.text()
