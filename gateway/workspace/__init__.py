@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.workspace import api, canned, desk, forms, live, login, openapi, pages, prefs, sessions
+from gateway.workspace import (
+    api,
+    canned,
+    desk,
+    forms,
+    live,
+    login,
+    openapi,
+    pages,
+    prefs,
+    reports_page,
+    sessions,
+)
 from gateway.workspace.web import STATIC
 
 if TYPE_CHECKING:
@@ -27,6 +39,7 @@ def setup(gw: Gateway) -> None:
     login.setup(gw.app)
     pages.setup(gw.app)
     canned.setup(gw.app)
+    reports_page.setup(gw.app)  # the supervisor's month
     prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)
