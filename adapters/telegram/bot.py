@@ -92,7 +92,7 @@ def _peer_allowed(remote: str | None, networks: tuple[str, ...]) -> bool:
 
 def _secret_ok(given: str | None, expected: str) -> bool:
     # Constant time, on bytes (compare_digest refuses non-ASCII str) (checklist G1).
-    return hmac.compare_digest((given or "").encode(), expected.encode())
+    return hmac.compare_digest((given or "").encode("utf-8", "surrogateescape"), expected.encode())
 
 
 class TelegramChannel:

@@ -82,7 +82,8 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
         raise NotAnUpdate("update_id must be a non-negative integer")
     try:
         update = telegram.Update.de_json(data, bot)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, OSError) as exc:
+        # OverflowError/OSError: a `date` no clock can hold (found by fuzzing, issue #16).
         raise NotAnUpdate(f"not a Telegram Update: {type(exc).__name__}") from None
     update_type = next((t for t in telegram.Update.ALL_TYPES if getattr(update, t, None)), None)
     if update_type is None:
@@ -98,7 +99,11 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
     if update_type != "message" or message is None:
         chat = update.effective_chat
         return ParsedUpdate(update_id, "other", update_type, chat_id=_chat(chat))
-    return _message(update_id, message)
+    try:
+        return _message(update_id, message)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # de_json does not check JSON types ({"text": true} gets this far): not a real update.
+        raise NotAnUpdate(f"not a Telegram message: {type(exc).__name__}") from None
 
 
 def _chat(chat: telegram.Chat | None) -> str | None:

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -538,6 +538,42 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
     )
 
 
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")  # surrogates become "?"
+        return value
+    if isinstance(value, tuple | list):
+        items = [_clean(v) for v in value]
+        same = all(a is b for a, b in zip(items, value, strict=True))
+        return value if same else type(value)(items)
+    if isinstance(value, dict):
+        pairs = [(_clean(k), _clean(v)) for k, v in value.items()]
+        same = all(
+            k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)
+        )
+        return value if same else dict(pairs)
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = _clean(old)
+            if new is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
+def without_surrogates(msg: Inbound) -> Inbound:
+    """The inbound item with every lone UTF-16 surrogate in its texts replaced."""
+    cleaned: Inbound = _clean(msg)
+    return cleaned
+
+
 def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
     """Keep an inbound item whose processing failed, for an operator to see and replay."""
     error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -611,6 +647,10 @@ class Intake:
     async def accept(self, msg: Inbound) -> Receipt:
         """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
         now = self._now()
+        # A lone surrogate (Python's email package decodes undecodable bytes into them) can be
+        # neither stored nor sent on: replaced here, so such input is never shunted for a
+        # replay that would fail the same way. The raw bytes keep the original.
+        msg = without_surrogates(msg)
         if msg.received_at is None:
             msg = replace(msg, received_at=now)
         started = time.perf_counter()
