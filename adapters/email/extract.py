@@ -201,7 +201,8 @@ class BodyExtractor:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL)
+                async with asyncio.timeout(POLL):  # not wait_for: see Outbox.run
+                    await self._wake.wait()
 
     async def run_once(self) -> int:
         """Claim and extract one batch of pending bodies; how many were claimed."""

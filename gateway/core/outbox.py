@@ -347,7 +347,11 @@ class Outbox:
                         timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.01))
+                    # Not asyncio.wait_for: on Python 3.11 it returns the result and swallows a
+                    # cancellation that arrives as the event is set (gh-86296), and the worker
+                    # then outlives its shutdown; asyncio.timeout keeps the cancellation.
+                    async with asyncio.timeout(max(timeout, 0.01)):
+                        await self._wake.wait()
         finally:
             # Sends in flight stop with the worker; their rows' leases expire and any instance
             # takes them again (the attempt is already counted).

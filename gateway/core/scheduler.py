@@ -228,7 +228,8 @@ class Scheduler:
                     log.exception("scheduler pass failed")
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=TICK)
+                    async with asyncio.timeout(TICK):  # not wait_for: see Outbox.run
+                        await self._wake.wait()
         finally:
             breaches.cancel()
             with contextlib.suppress(asyncio.CancelledError):

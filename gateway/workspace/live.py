@@ -67,7 +67,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 notice: Notice | None = None
                 with contextlib.suppress(TimeoutError):
                     wait = max(0.0, next_check - loop.time())
-                    notice = await asyncio.wait_for(queue.get(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: see Outbox.run
+                        notice = await queue.get()
                 mine = notice is not None and notice.get("user_id") == user.id
                 ended = mine and notice is not None and notice.get("type") == SESSION_ENDED
                 if ended or loop.time() >= next_check:

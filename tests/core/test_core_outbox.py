@@ -3,6 +3,7 @@ restart (expired leases are taken again), and one failing row never stops the ot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import timedelta
@@ -198,3 +199,21 @@ async def test_metrics_show_how_long_the_oldest_undelivered_row_has_waited(
     metrics = await (await client.get("/metrics")).text()
     assert 'gateway_outbox_backlog{channel="telegram",status="pending"} 2.0' in metrics
     assert 'gateway_outbox_oldest_pending_seconds{channel="telegram"} 1800.0' in metrics
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_workers_stop_when_cancelled_just_as_they_are_woken(settings, clock, turns) -> None:
+    """A shutdown that cancels the outbox and the scheduler in the loop turns after a wake-up
+    stops them; with asyncio.wait_for (Python 3.11) one such turn swallowed the cancellation
+    and the gateway's shutdown waited for ever (seen as a hung test teardown)."""
+    gw = await started(settings, clock)
+    for worker, wake in ((gw.outbox.run, gw.outbox.wake), (gw.scheduler.run, gw.scheduler.wake)):
+        task = asyncio.create_task(worker())
+        await asyncio.sleep(0.05)  # idle: waiting to be woken
+        wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert done == {task}, f"{worker.__qualname__} outlived its cancellation"
+    await gw.store.close()
