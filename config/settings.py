@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from config.alarms import AlarmSettings
 from routing.model import RoutingConfig
 
 
@@ -188,4 +189,5 @@ class Settings:
     instance: str = "gateway"  # this instance's name (GATEWAY_INSTANCE; default hostname:pid)
     metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # /metrics without a token
     agents: AgentSettings = field(default_factory=AgentSettings)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the NOC's thresholds
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
