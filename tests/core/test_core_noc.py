@@ -218,3 +218,36 @@ async def test_database_alarm_works_without_the_database(
     auth = {"Authorization": f"Bearer {await agent_token(gw, 'sara', 'admin')}"}
     [stored] = (await (await client.get("/api/v1/alarms", headers=auth)).json())["alarms"]
     assert stored["key"] == "database" and stored["open"] is False and stored["notices"] == 3
+
+
+@pytest.mark.postgresql_only
+async def test_two_instances_evaluate_each_slot_once(start_app, make_settings, sink, hook, clock):
+    from dataclasses import replace
+
+    url, _ = hook
+    tree = _alarms(sink, url)
+    tree["alarms"]["interval"] = "1m"
+    settings = make_settings(tree, GATEWAY_SMTP_RELAY=f"127.0.0.1:{sink.port}")
+    _, gw1 = await start_app(replace(settings, instance="a"), adapters={})
+    _, gw2 = await start_app(replace(settings, instance="b"), adapters={})
+    await gw1.intake.accept(
+        Inbound(
+            channel="whatsapp",
+            provider_id="SM1",
+            contact=Contact(name="Ana", phone="+50688880001"),
+            text="Sin servicio",
+            received_at=OPEN_TIME,
+        )
+    )
+    for gw in (gw1, gw2):  # both ask for the next slot's job: one row
+        await gw.app[noc.MONITOR].schedule_next()
+    clock.advance(minutes=25)
+    ran = await asyncio.gather(gw1.scheduler.run_due_jobs(), gw2.scheduler.run_due_jobs())
+    [mail] = await sink.wait(1)
+    assert "unattended:L1:CR" in mail.get_content()
+    await asyncio.sleep(1.5)  # the instances' own scheduler loops get their turn too
+    assert len(sink.messages) == 1
+    jobs = await gw1.store.read(
+        lambda tx: tx.all("SELECT key, attempts FROM jobs WHERE kind = 'alarms' ORDER BY key")
+    )
+    assert jobs[0]["attempts"] == 1 and sum(ran) <= 1
