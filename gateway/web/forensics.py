@@ -116,6 +116,15 @@ def matching_ids_sql(tx: Tx, q: str) -> tuple[str, list[Any]]:
     return sql, [*params, pattern, pattern, pattern]
 
 
+def search_terms(q: str) -> list[str]:
+    """What must each match: a phone number whole, else each word of 2+ characters (at most 5;
+    the whole text when it has none)."""
+    if phone_digits(q):
+        return [q]
+    words = [w for w in q.split() if len(w) >= 2][:5]
+    return words or [q]
+
+
 def _levels_sql(levels: tuple[str, ...]) -> str:
     return "(" + ", ".join("?" * len(levels)) + ")"
 
@@ -135,9 +144,10 @@ def search_incidents(
         base += " AND i.tracking = ?"
         params.append(tracking)
     else:
-        sub, sub_params = matching_ids_sql(tx, q)
-        base += f" AND i.id IN ({sub})"
-        params += sub_params
+        for term in search_terms(q):  # every word somewhere: "luis factura" narrows down
+            sub, sub_params = matching_ids_sql(tx, term)
+            base += f" AND i.id IN ({sub})"
+            params += sub_params
     if before is not None:
         base += " AND i.id < ?"
         params.append(before)

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.workspace import api, canned, desk, forms, live, login, openapi, pages, prefs, sessions
+from gateway.workspace import (
+    api,
+    canned,
+    desk,
+    forms,
+    live,
+    login,
+    noc_pages,
+    openapi,
+    pages,
+    prefs,
+    sessions,
+)
 from gateway.workspace.web import STATIC
 
 if TYPE_CHECKING:
@@ -30,4 +42,5 @@ def setup(gw: Gateway) -> None:
     prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)
+    noc_pages.setup(gw.app)  # search results, event history, printable record, alarms
     gw.app.router.add_static("/static/agent/", STATIC, name="agent_static")

@@ -51,6 +51,8 @@ async def test_search_by_name_email_phone_text_and_tracking(start_app, settings,
     assert await found("50%") == [t["eco"]]
     assert await found(t["luis"].lower()) == [t["luis"]]
     assert await found("nadie se llama así") == []
+    assert await found("luis factura") == [t["luis"]]  # every word, anywhere
+    assert await found("luis eco") == []
     resp = await client.get("/api/v1/incidents", params={"q": "a"}, headers=auth)
     assert resp.status == 400 and (await resp.json())["error"]["field"] == "q"
 
