@@ -104,7 +104,7 @@ def create_app(
         scheduler=Scheduler(store, clock, metrics, bus),
         app=app,
         resolver=resolver,
-        providers=ProviderHealth(clock),
+        providers=ProviderHealth(clock, metrics),
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
