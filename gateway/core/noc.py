@@ -324,6 +324,8 @@ class AlarmMonitor:
 
     async def job(self, payload: dict[str, Any]) -> None:
         """The scheduler job of one slot: evaluate, then schedule the next slot."""
+        if not self.th.enabled:  # a slot left from a run with alarms on
+            return
         try:
             await self.evaluate()
         finally:
