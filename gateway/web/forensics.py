@@ -2,9 +2,9 @@
 number, contact, channel, time range and kind (keyset-paginated); one incident's whole record.
 
 Every query is limited to the levels the caller works (supervisors: all). Text matching is
-`LIKE` on SQLite (case-insensitive for ASCII; FTS5 trigram tables answer it for messages,
-subjects and contacts) and `ILIKE` on PostgreSQL (pg_trgm GIN indexes when the extension is
-available); the indexes are migration component "forensics".
+`LIKE ... ESCAPE` on SQLite (case-insensitive for ASCII; a scan of the matching columns, fine at
+one site's size) and `ILIKE` on PostgreSQL, served by pg_trgm GIN indexes when the extension is
+available; these indexes are migration component "forensics".
 """
 
 from __future__ import annotations
@@ -85,18 +85,24 @@ def phone_digits(text: str) -> str | None:
 
 
 def _like(tx: Tx) -> str:
+    """`ILIKE` on PostgreSQL (backslash is its default escape, and a bare `col ILIKE $1` is
+    what the trigram indexes serve); `LIKE ... ESCAPE` on SQLite, which has no default escape."""
     return "ILIKE" if tx.dialect == "postgresql" else "LIKE"
+
+
+def _escape(tx: Tx) -> str:
+    return "" if tx.dialect == "postgresql" else " ESCAPE '\\'"
 
 
 def contact_ids_sql(tx: Tx, q: str) -> tuple[str, list[Any]]:
     """A subquery of the ids of contacts whose name, email or phone contains `q`."""
-    like = _like(tx)
+    like, esc = _like(tx), _escape(tx)
     digits = phone_digits(q)
     if digits:
-        return "SELECT id FROM contacts WHERE phone LIKE ? ESCAPE '\\'", [like_pattern(digits)]
+        return f"SELECT id FROM contacts WHERE phone LIKE ?{esc}", [like_pattern(digits)]
     pattern = like_pattern(q)
     return (
-        f"SELECT id FROM contacts WHERE name {like} ? ESCAPE '\\' OR email {like} ? ESCAPE '\\'",
+        f"SELECT id FROM contacts WHERE name {like} ?{esc} OR email {like} ?{esc}",
         [pattern, pattern],
     )
 
@@ -104,14 +110,14 @@ def contact_ids_sql(tx: Tx, q: str) -> tuple[str, list[Any]]:
 def matching_ids_sql(tx: Tx, q: str) -> tuple[str, list[Any]]:
     """A subquery of the ids of incidents matching `q`: its contact, subject, description or any
     message body (each arm can use its own index)."""
-    like = _like(tx)
+    like, esc = _like(tx), _escape(tx)
     contacts, params = contact_ids_sql(tx, q)
     pattern = like_pattern(q)
     sql = (
         f"SELECT id FROM incidents WHERE contact_id IN ({contacts})"
-        f" UNION SELECT id FROM incidents WHERE subject {like} ? ESCAPE '\\'"
-        f" UNION SELECT id FROM incidents WHERE description {like} ? ESCAPE '\\'"
-        f" UNION SELECT incident_id FROM messages WHERE body {like} ? ESCAPE '\\'"
+        f" UNION SELECT id FROM incidents WHERE subject {like} ?{esc}"
+        f" UNION SELECT id FROM incidents WHERE description {like} ?{esc}"
+        f" UNION SELECT incident_id FROM messages WHERE body {like} ?{esc}"
     )
     return sql, [*params, pattern, pattern, pattern]
 

@@ -4,6 +4,8 @@ one incident's complete record with its delivery attempts."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.core.model import Contact, Inbound
 from tests.conftest import OPEN_TIME
 
@@ -136,3 +138,21 @@ async def test_complete_record_has_messages_events_and_delivery_attempts(
     assert ack[0]["status"] == "pending" and ack[0]["tries"] == []
     missing = await client.get("/api/v1/incidents/CMW-0000000-0/record", headers=auth)
     assert missing.status == 404
+
+
+@pytest.mark.postgresql_only
+async def test_postgresql_text_search_can_use_trigram_indexes(start_app, settings) -> None:
+    _, gw = await start_app(settings, adapters={})
+
+    def plan(tx) -> str:
+        tx.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the choice visible
+        rows = tx.all(
+            "EXPLAIN SELECT incident_id FROM messages WHERE body ILIKE ?", ("%tono desde%",)
+        )
+        return "\n".join(str(next(iter(r.values()))) for r in rows)
+
+    assert "messages_body_trgm" in await gw.store.transact(plan)
+    names = await gw.store.read(
+        lambda tx: {r["indexname"] for r in tx.all("SELECT indexname FROM pg_indexes")}
+    )
+    assert {"contacts_name_trgm", "contacts_phone_trgm", "events_kind", "events_at"} <= names
