@@ -15,6 +15,7 @@ from gateway.core.errors import NotFound, Rejected
 from gateway.core.model import CHANNELS
 from gateway.core.noc import episode_json, list_episodes
 from gateway.core.services import gw_of
+from gateway.core.timeutil import iso, parse_iso
 from gateway.store.tx import Tx
 from gateway.web.api import queue_contact, visible_incident
 from gateway.web.forensics import (
@@ -145,12 +146,16 @@ async def alarms_page(request: web.Request) -> web.Response:
     except Rejected as exc:
         return _bad(request, user, exc)
 
-    def read(tx: Tx) -> tuple[list[Any], list[Any]]:
+    def read(tx: Tx) -> tuple[list[Any], list[Any], list[Any]]:
         active = list_episodes(tx, open_only=True, before=None, limit=200)
         history = list_episodes(tx, open_only=False, before=before, limit=PAGE + 1)
-        return active, history
+        providers = tx.all(
+            "SELECT name, max(last_ok_at) AS last_ok, max(last_error_at) AS last_error"
+            " FROM alarm_signals WHERE name <> 'intake' GROUP BY name ORDER BY name"
+        )
+        return active, history, providers
 
-    active, history = await gw.store.read(read)
+    active, history, providers = await gw.store.read(read)
     history, cursor = paged(history, PAGE)
     return render(
         "alarms.html",
@@ -159,7 +164,12 @@ async def alarms_page(request: web.Request) -> web.Response:
         history=[episode_json(r) for r in history],
         cursor=cursor,
         th=gw.settings.alarms,
+        providers=[{k: iso(_at(v)) if k != "name" else v for k, v in p.items()} for p in providers],
     )
+
+
+def _at(value: Any) -> Any:
+    return parse_iso(value) if isinstance(value, str) else value
 
 
 def setup(app: web.Application) -> None:

@@ -47,6 +47,8 @@ async def test_search_events_record_and_alarms_pages(
         email("<m1@example.com>", "luis@example.com", "La factura llegó mal", name="Luis Mora")
     )
     clock.advance(minutes=45)  # both unattended past the L1 threshold (30 min)
+    gw.providers.failed("smtp", "relay unreachable: ConnectionRefusedError")
+    await gw.app[noc.MONITOR].flush_signals()
     await gw.app[noc.MONITOR].evaluate()
     base = str(client.make_url("/")).rstrip("/")
     shots = shots_dir(tmp_path)
@@ -105,6 +107,7 @@ async def test_search_events_record_and_alarms_pages(
             active = page.locator("#alarms-active")
             await expect(active).to_contain_text("unattended:L1:CR")
             await expect(active).to_contain_text("sin atender hace 45 min")
+            await expect(page.locator("#providers")).to_contain_text("smtp")
             assert await axe_problems(page) == []
             await page.screenshot(path=str(shots / "noc-alarms.png"), full_page=True)
 
