@@ -348,8 +348,10 @@ class AlarmMonitor:
         gw.scheduler.wake()
 
     async def run(self) -> None:
-        """Per instance, each interval: the database probe, the signals, the next slot's job."""
+        """Per instance, each interval: the database probe, the signals, the next slot's job.
+        The first pass waits one interval: a starting gateway has nothing to alarm on yet."""
         while True:
+            await asyncio.sleep(min(self.th.interval.total_seconds(), 60.0))
             try:
                 await self.check_database()
                 if "database" not in self.local:
@@ -357,7 +359,6 @@ class AlarmMonitor:
                     await self.schedule_next()
             except Exception:
                 log.exception("alarm monitor pass failed")
-            await asyncio.sleep(min(self.th.interval.total_seconds(), 60.0))
 
 
 MONITOR = web.AppKey("alarm_monitor", AlarmMonitor)
