@@ -81,10 +81,12 @@ Row = tuple[str, str, float | None, float | None, str, str]
 def rows(f: dict[str, dict], quick: bool) -> list[Row]:
     """(run key, measure, SQLite value, PostgreSQL value, format, target) for the table;
     measures of PostgreSQL alone have no SQLite value and start with PG_ONLY's words."""
-    store, agroup = "psycopg, the store (group commit)", "asyncpg, group commit"
+    agroup = "asyncpg, group commit"
     top = 10 if quick else 50
     w, i, s, q, c = f["webhook"], f["intake"], f["smtp"], f["queue"], f["chat"]
     wr, pgd = f["webhook_rate"], f["pgdriver"]
+    ways = (pgd.get(POSTGRESQL) or {}).keys()
+    store = next((way for way in ways if way.startswith("psycopg, the store")), "")
     offered = get(wr, SQLITE, "offered_rps") or get(wr, POSTGRESQL, "offered_rps") or 0
     n_chat = next(iter(c.get(SQLITE) or c.get(POSTGRESQL) or {}), "?")
 

@@ -10,7 +10,7 @@ of one caller's wait:
   database threads, every function queued meanwhile group-committed in one transaction);
 - psycopg, one transaction per call: the same pool and threads, no group commit;
 - asyncpg, one transaction per call: an asyncpg pool of the same size, one transaction each;
-- asyncpg, group commit: the store's batching (up to three batches at once, 128 calls each)
+- asyncpg, group commit: the store's batching (up to seven batches at once, 16 calls each)
   written for asyncpg, so the drivers are also compared with the same design.
 Each way is warmed up first (20 calls). The callers run on CPU 1 and PostgreSQL on CPU 0 when
 the machine has two.
@@ -45,7 +45,7 @@ from gateway.core.tracking import format_tracking
 from gateway.store.postgres import PgTx, PostgresStore, configure_session, connect_kwargs, key_hash
 from gateway.store.tx import Tx, to_json
 
-POOL = 7  # the store's pool: 3 writers + 3 readers + 1
+POOL = 7  # as many connections as the store's writers
 SQL = {
     "receipt": "SELECT incident_id FROM receipts WHERE channel = 'whatsapp' AND provider_id = ?",
     "contact": "SELECT id FROM contacts WHERE phone = ?",
@@ -140,7 +140,7 @@ async def intake_asyncpg(conn: asyncpg.Connection, p: dict[str, Any]) -> str:
 class AsyncpgGroupCommit:
     """The store's group commit written for asyncpg: queued calls share one transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, writers: int = 3, max_batch: int = 128):
+    def __init__(self, pool: asyncpg.Pool, writers: int = 7, max_batch: int = 16):
         self.pool = pool
         self.pending: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
         self.wake = asyncio.Event()
@@ -196,11 +196,26 @@ async def drive(
     return {"tps": len(latencies) / elapsed, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000}
 
 
+def store_way(spec: str) -> str:
+    """The figures' name for the store run as `spec` ("WRITERSxBATCH")."""
+    writers, batch = spec.split("x")
+    return f"psycopg, the store ({writers} writers x {batch})"
+
+
 async def run_all(url: str, args: argparse.Namespace) -> dict[str, dict[int, dict[str, float]]]:
     """Every way at every concurrency on one database; figures by way and concurrency."""
-    store = PostgresStore(url, instance="bench-pgdriver")
-    await store.open()
-    await store.migrate()
+    stores = {
+        spec: PostgresStore(
+            url,
+            instance=f"bench-pgdriver-{spec}",
+            writers=int(spec.split("x")[0]),
+            max_batch=int(spec.split("x")[1]),
+        )
+        for spec in args.store
+    }
+    for store in stores.values():
+        await store.open()
+        await store.migrate()
     ppool = psycopg_pool.ConnectionPool(
         url, min_size=POOL, max_size=POOL, kwargs=connect_kwargs("bench-psycopg"),
         configure=configure_session, open=True,
@@ -223,9 +238,10 @@ async def run_all(url: str, args: argparse.Namespace) -> dict[str, dict[int, dic
             return await intake_asyncpg(conn, p)
 
     ways: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = {
-        "psycopg, the store (group commit)": lambda p: store.transact(
-            lambda tx: intake_psycopg(tx, p)
-        ),
+        store_way(spec): lambda p, store=store: store.transact(lambda tx: intake_psycopg(tx, p))
+        for spec, store in stores.items()
+    }
+    ways |= {
         "psycopg, one transaction per call": lambda p: loop.run_in_executor(
             threads, per_call_sync, p
         ),
@@ -256,7 +272,8 @@ async def run_all(url: str, args: argparse.Namespace) -> dict[str, dict[int, dic
         await apool.close()
         threads.shutdown()
         ppool.close()
-        await store.close()
+        for store in stores.values():
+            await store.close()
     return figures
 
 
@@ -268,7 +285,7 @@ async def main(args: argparse.Namespace) -> None:
         where = "callers on CPU 1, PostgreSQL on CPU 0" if pinning() else "not pinned"
         print(f"  placement: {where}", flush=True)
         figures = await run_all(dbs.url(POSTGRESQL, "pgdriver"), args)
-    store = figures["psycopg, the store (group commit)"]
+    store = figures[store_way(args.store[0])]
     asyncpg_group = figures["asyncpg, group commit"]
     for concurrency in args.concurrency:
         ratio = store[concurrency]["tps"] / asyncpg_group[concurrency]["tps"]
@@ -280,6 +297,12 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=2000, help="per way and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument(
+        "--store",
+        nargs="+",
+        default=["7x16", "3x128"],
+        help="the store's shapes to run, WRITERSxBATCH (writers at once, calls per transaction)",
+    )
     parser.add_argument("--limit", type=float, default=20.0, help="seconds per run at most")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
     asyncio.run(main(parser.parse_args()))

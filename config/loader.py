@@ -25,6 +25,7 @@ from config.settings import (
     EmailSettings,
     IncidentSettings,
     OutboxSettings,
+    PenaltySettings,
     Settings,
     Team,
     TelegramSettings,
@@ -243,6 +244,7 @@ def _build(r: _Reader) -> Settings:
         instance=_instance(r),
         metrics_networks=_networks(r, ("gateway", "metrics_networks")),
         agents=_agents(r),
+        penalties=_penalties(r),
         email=_email(r),
         whatsapp=WhatsAppSettings(
             number=_phone(r, ("whatsapp", "number")),
@@ -435,6 +437,31 @@ def _agents(r: _Reader) -> AgentSettings:
         hash_queue=r.int("agents", "hash_queue", low=1),
         token_lifetime=r.duration("agents", "token_lifetime"),
         session_check=r.duration("agents", "session_check"),
+    )
+
+
+def _percent(r: _Reader, path: tuple[str, ...], high: float = 100.0) -> float:
+    value = r.raw(*path)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise r.fail(path, f"must be a number, not {value!r}")
+    if not 0 <= value <= high:
+        raise r.fail(path, f"must be between 0 and {high:g}, not {value}")
+    return float(value)
+
+
+def _penalties(r: _Reader) -> PenaltySettings:
+    r.only(("penalties",), set(_defaults()["penalties"]))
+    r.only(("penalties", "per_breach"), set(SEVERITIES))
+    target = _percent(r, ("penalties", "target"), high=1.0)
+    if target <= 0:
+        raise r.fail(("penalties", "target"), "must be a fraction above 0, e.g. 0.98")
+    return PenaltySettings(
+        target=target,
+        per_breach={s: _percent(r, ("penalties", "per_breach", s)) for s in SEVERITIES},
+        site_per_point=_percent(r, ("penalties", "site_per_point")),
+        general_per_point=_percent(r, ("penalties", "general_per_point")),
+        site_cap=_percent(r, ("penalties", "site_cap")),
+        general_cap=_percent(r, ("penalties", "general_cap")),
     )
 
 

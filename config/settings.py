@@ -161,6 +161,20 @@ class OutboxSettings:
 
 
 @dataclass(frozen=True)
+class PenaltySettings:
+    """How the monthly report turns SLA breaches into invoice discounts (percent)."""
+
+    target: float = 0.98
+    per_breach: Mapping[str, float] = field(
+        default_factory=lambda: {"S1": 2.0, "S2": 1.5, "S3": 1.0, "S4": 0.5}
+    )
+    site_per_point: float = 0.0
+    general_per_point: float = 1.0
+    site_cap: float = 10.0
+    general_cap: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole effective configuration."""
 
@@ -189,5 +203,6 @@ class Settings:
     instance: str = "gateway"  # this instance's name (GATEWAY_INSTANCE; default hostname:pid)
     metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # /metrics without a token
     agents: AgentSettings = field(default_factory=AgentSettings)
+    penalties: PenaltySettings = field(default_factory=PenaltySettings)
     alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the NOC's thresholds
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -29,14 +29,15 @@ from gateway.core.incident import (
 )
 from gateway.core.language import detect_language
 from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json
+from gateway.core.report import history_of
 from gateway.core.texts import Texts
 from gateway.core.timeutil import Clock, iso, parse_iso
 from gateway.store.protocol import Store
 from gateway.store.tx import Row, Tx, to_json
 from routing.assign import assign
+from routing.compliance import due_time
 from routing.model import SEVERITIES
 from routing.resolve import resolve_line
-from routing.sla import sla_due
 
 log = logging.getLogger(__name__)
 UNVERIFIED = "sender_unverified"  # flag of mail whose DMARC evaluation is `fail`
@@ -203,7 +204,7 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
             fields = state_fields(new_state, target)
             moved = new_state.severity != state.severity or new_state.status != state.status
             if new_state.pauses != state.pauses or moved:
-                fields.update(recompute_sla(ctx, target, new_state, now))
+                fields.update(recompute_sla(ctx, target, new_state, now, tx))
             fields["updated_at"] = iso(now)
             tx.update_incident(target["id"], fields)
             for event in events:
@@ -274,13 +275,25 @@ def _record_follow_up(
     )
 
 
-def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime) -> Row:
-    """Attention/solution due times for the incident's current severity and pauses."""
+def recompute_sla(ctx: IntakeContext, row: Row, state: IncidentState, now: datetime, tx: Tx) -> Row:
+    """Attention/solution due times after a severity change or a pause, by the same rule as the
+    month's report (`routing.compliance`: each severity spends its own budget while in force),
+    so the queue's badges and the invoice agree."""
     cfg = ctx.settings.routing
     line = cfg.lines.get(row["country"], cfg.default_line)
-    due = sla_due(cfg, line, state.severity, parse_iso(row["registered_at"]), state.pauses, now)
-    fields: Row = {"attention_due": iso(due.attention_due), "solution_due": iso(due.solution_due)}
-    fields["urgent_due"] = iso(urgent_due(state, due.attention_due, due.solution_due))
+    changes = tx.all(
+        "SELECT at, detail FROM events WHERE incident_id = ? AND kind = 'severity_changed'"
+        " ORDER BY id",
+        (row["id"],),
+    )
+    history = history_of(row, changes)
+    if history.severities[-1][1] != state.severity:  # the change being written now
+        history = replace(history, severities=(*history.severities, (now, state.severity)))
+    history = replace(history, pauses=state.pauses)
+    attention, _ = due_time(cfg, line, history, "attention", now)
+    solution, _ = due_time(cfg, line, history, "solution", now)
+    fields: Row = {"attention_due": iso(attention), "solution_due": iso(solution)}
+    fields["urgent_due"] = iso(urgent_due(state, attention, solution))
     return fields
 
 

@@ -1,121 +1,65 @@
-"""Monthly SLA compliance (target ≥ 98 %): which incidents met both attention and solution.
+"""Monthly SLA compliance and the penalty sheet on the API (supervisors and admins).
 
-An incident registered in the month meets its SLA when it was attended by its attention due time
-and resolved by its solution due time (pauses already extend the stored solution due). One still
-open and not yet due is `pending` and left out of the ratio; one past a due time counts as missed.
-CSV cells that a spreadsheet would run as a formula are neutralised (OWASP CSV injection).
+`GET /api/v1/reports/sla?month=YYYY-MM[&tz=Area/City][&format=csv][&sheet=penalties]`: the
+arithmetic is `gateway.core.report` (pure); this module reads the month's incidents and their
+severity changes, and writes JSON or CSV. CSV cells a spreadsheet would run as a formula are
+neutralised (OWASP "CSV Injection": a leading =, +, -, @, tab or carriage return).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from gateway.core.auth import User
 from gateway.core.errors import Forbidden, Rejected
 from gateway.core.feedback import csat_summary
-from gateway.core.timeutil import iso, parse_iso
+from gateway.core.report import build, check_zone, query_window, windows
+from gateway.core.timeutil import iso
 from gateway.store.tx import Row, Tx
 
-TARGET = 0.98
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """'2026-11' -> [2026-11-01, 2026-12-01) in UTC; Rejected for anything else."""
-    match = _MONTH.match(month or "")
-    if not match:
-        raise Rejected("month must look like YYYY-MM", field="month")
-    year, mon = int(match.group(1)), int(match.group(2))
-    start = datetime(year, mon, 1, tzinfo=UTC)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
-    return start, end
-
-
-def outcome(row: Row, now: datetime) -> dict[str, Any]:
-    """Whether one incident met attention and solution, or is still pending."""
-    attention_due = parse_iso(row["attention_due"])
-    solution_due = parse_iso(row["solution_due"])
-    attended = parse_iso(row["attended_at"])
-    resolved = parse_iso(row["resolved_at"])
-    assert attention_due and solution_due
-    paused = row["status"] == "waiting_customer"
-    attention_met = attended is not None and attended <= attention_due
-    attention_missed = (attended or now) > attention_due
-    solution_met = resolved is not None and resolved <= solution_due
-    solution_missed = not paused and (resolved or now) > solution_due
-    if resolved is not None:
-        solution_missed = resolved > solution_due
-    pending = not (attention_missed or solution_missed) and not (attention_met and solution_met)
-    return {
-        "met": attention_met and solution_met,
-        "pending": pending,
-        "attention_breached": attention_missed,
-        "solution_breached": solution_missed,
-    }
-
-
-def _ratio(met: int, total: int) -> float | None:
-    return round(met / total, 4) if total else None
-
-
-def compliance(rows: list[Row], month: str, now: datetime) -> dict[str, Any]:
-    """The report: overall and by line, severity, channel and level, plus the breaches."""
-    groups: dict[str, dict[str, dict[str, int]]] = {
-        k: defaultdict(lambda: {"incidents": 0, "met": 0, "pending": 0})
-        for k in ("by_line", "by_severity", "by_channel", "by_level")
-    }
-    overall = {"incidents": 0, "met": 0, "pending": 0}
-    breaches = []
-    for row in rows:
-        result = outcome(row, now)
-        keys = {
-            "by_line": row["country"],
-            "by_severity": row["severity"],
-            "by_channel": row["channel"],
-            "by_level": row["level"],
-        }
-        for bucket in (overall, *(groups[g][k] for g, k in keys.items())):
-            if result["pending"]:
-                bucket["pending"] += 1
-                continue
-            bucket["incidents"] += 1
-            bucket["met"] += int(result["met"])
-        if result["attention_breached"] or result["solution_breached"]:
-            breaches.append(
-                {
-                    "tracking": row["tracking"],
-                    "line": row["country"],
-                    "channel": row["channel"],
-                    "severity": row["severity"],
-                    "level": row["level"],
-                    "status": row["status"],
-                    "attention_breached": result["attention_breached"],
-                    "solution_breached": result["solution_breached"],
-                    "attention_due": row["attention_due"],
-                    "attended_at": row["attended_at"],
-                    "solution_due": row["solution_due"],
-                    "resolved_at": row["resolved_at"],
-                    "subject": row["subject"],
-                }
-            )
-
-    def finish(bucket: dict[str, int]) -> dict[str, Any]:
-        return {**bucket, "compliance": _ratio(bucket["met"], bucket["incidents"])}
-
-    return {
-        "month": month,
-        "target": TARGET,
-        "overall": finish(overall),
-        **{g: {k: finish(v) for k, v in sorted(groups[g].items())} for g in groups},
-        "breaches": breaches,
-    }
+BREACH_COLUMNS = [
+    "tracking",
+    "line",
+    "channel",
+    "severity",
+    "level",
+    "team",
+    "status",
+    "open",
+    "attention_breached",
+    "solution_breached",
+    "attention_due",
+    "attended_at",
+    "attention_overrun_minutes",
+    "attention_clock",
+    "solution_due",
+    "resolved_at",
+    "solution_overrun_minutes",
+    "solution_clock",
+    "subject",
+]
+PENALTY_COLUMNS = [
+    "line",
+    "line_name",
+    "tracking",
+    "severity",
+    "missed",
+    "attention_due",
+    "attended_at",
+    "attention_overrun_minutes",
+    "solution_due",
+    "resolved_at",
+    "solution_overrun_minutes",
+    "percent",
+]
 
 
 def safe_cell(value: Any) -> str:
@@ -124,54 +68,109 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def breaches_csv(report: dict[str, Any]) -> str:
-    """The breaches as CSV (every cell quoted and formula-safe)."""
+def _csv(columns: list[str], rows: list[list[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
-    columns = [
-        "tracking",
-        "line",
-        "channel",
-        "severity",
-        "level",
-        "status",
-        "attention_breached",
-        "solution_breached",
-        "attention_due",
-        "attended_at",
-        "solution_due",
-        "resolved_at",
-        "subject",
-    ]
     writer.writerow(columns)
-    for row in report["breaches"]:
-        writer.writerow([safe_cell(row[c]) for c in columns])
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
     return out.getvalue()
 
 
-async def sla_report(request: web.Request) -> web.Response:
-    """GET /api/v1/reports/sla?month=YYYY-MM[&format=csv] (supervisors and admins)."""
-    from gateway.core.services import gw_of
-    from gateway.web.api import current_user
+def breaches_csv(report: dict[str, Any]) -> str:
+    """The breaches as CSV (every cell quoted and formula-safe)."""
+    return _csv(BREACH_COLUMNS, [[b[c] for c in BREACH_COLUMNS] for b in report["breaches"]])
 
-    user = await current_user(request)
+
+def missed(item: dict[str, Any]) -> str:
+    """Which times an incident missed: 'attention', 'solution' or 'attention+solution'."""
+    kinds = [k for k in ("attention", "solution") if item[f"{k}_breached"]]
+    return "+".join(kinds)
+
+
+def penalties_csv(report: dict[str, Any]) -> str:
+    """The penalty sheet as CSV: one row per breached incident, then each line's discount."""
+    rows: list[list[Any]] = []
+    sheet = report["penalties"]
+    for code, entry in sheet["by_line"].items():
+        for item in entry["incidents"]:
+            values = {**item, "line_name": entry["name"], "missed": missed(item)}
+            rows.append([values[c] for c in PENALTY_COLUMNS])
+        total = [code, entry["name"], "TOTAL", "", f"{entry['breached']} incidents"]
+        rows.append([*total, "", "", "", "", "", "", entry["discount_percent"]])
+    general = sheet["general"]
+    head = ["*", "general", "COMPLIANCE", general["compliance"], f"{general['gap_points']} points"]
+    rows.append([*head, "", "", "", "", "", "", general["discount_percent"]])
+    return _csv(PENALTY_COLUMNS, rows)
+
+
+def read_month(tx: Tx, start: datetime, end: datetime) -> tuple[list[Row], dict[int, list[Row]]]:
+    """Incidents registered in [start, end) and their severity changes, oldest first."""
+    rows = tx.all(
+        "SELECT * FROM incidents WHERE registered_at >= ? AND registered_at < ?"
+        " ORDER BY registered_at, id",
+        (iso(start), iso(end)),
+    )
+    events: dict[int, list[Row]] = defaultdict(list)
+    for event in tx.all(
+        "SELECT e.incident_id, e.at, e.detail FROM events e JOIN incidents i"
+        " ON i.id = e.incident_id WHERE i.registered_at >= ? AND i.registered_at < ?"
+        " AND e.kind = 'severity_changed' ORDER BY e.incident_id, e.id",
+        (iso(start), iso(end)),
+    ):
+        events[event["incident_id"]].append(event)
+    return rows, events
+
+
+def require_supervisor(user: User) -> None:
+    """Reports are for supervisors and admins."""
     if user.role not in ("supervisor", "admin"):
         raise Forbidden("the SLA report is for supervisors")
+
+
+async def month_report(request: web.Request, month: str, tz: str | None) -> dict[str, Any]:
+    """The report of `month` (each line's own zone unless `tz`), judged at the gateway's now."""
+    from gateway.core.services import gw_of
+
+    gw = gw_of(request)
+    bounds = windows(gw.settings, month, check_zone(tz))
+    start, end = query_window(bounds)
+    rows, events = await gw.store.read(lambda tx: read_month(tx, start, end))
+    # A month of thousands of incidents is about a second of arithmetic: off the event loop.
+    report = await asyncio.to_thread(build, gw.settings, month, tz, rows, events, gw.clock())
+    counted = {i["tracking"] for i in report["incidents"]}
+    # The customers' 1-5 answers to resolution notices of the month's incidents.
+    report["csat"] = csat_summary([r for r in rows if r["tracking"] in counted])
+    return report
+
+
+def csv_response(text: str, name: str) -> web.Response:
+    """A CSV download."""
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def sla_report(request: web.Request) -> web.Response:
+    """GET /api/v1/reports/sla?month=YYYY-MM[&tz=..][&format=csv][&sheet=penalties]."""
+    from gateway.web.api import current_user
+
+    require_supervisor(await current_user(request))
     month = request.query.get("month", "")
-    start, end = month_bounds(month)
+    tz = request.query.get("tz") or None
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise Rejected("format must be json or csv", field="format")
-    gw = gw_of(request)
-    rows = await gw.store.read(lambda tx: read_month(tx, start, end))
-    report = compliance(rows, month, gw.clock())
-    report["csat"] = csat_summary(rows)  # the customers' 1-5 answers to resolution notices
+    sheet = request.query.get("sheet", "breaches")
+    if sheet not in ("breaches", "penalties"):
+        raise Rejected("sheet must be breaches or penalties", field="sheet")
+    report = await month_report(request, month, tz)
     if fmt == "csv":
-        return web.Response(
-            text=breaches_csv(report),
-            content_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="sla-{month}.csv"'},
-        )
+        if sheet == "penalties":
+            return csv_response(penalties_csv(report), f"penalizaciones-{month}.csv")
+        return csv_response(breaches_csv(report), f"sla-{month}.csv")
     return web.json_response(report)
 
 
@@ -180,10 +179,12 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/reports/sla", sla_report)
 
 
-def read_month(tx: Tx, start: datetime, end: datetime) -> list[Row]:
-    """Incidents registered in [start, end)."""
+def read_open(tx: Tx, limit: int = 500) -> list[Row]:
+    """Open incidents, the most urgent first (the queue's partial index)."""
     return tx.all(
-        "SELECT * FROM incidents WHERE registered_at >= ? AND registered_at < ?"
-        " ORDER BY registered_at",
-        (iso(start), iso(end)),
+        "SELECT tracking, country, channel, severity, level, status, attention_due,"
+        " solution_due, attended_at FROM incidents"
+        " WHERE status IN ('new', 'in_progress', 'waiting_customer')"
+        " ORDER BY urgent_due LIMIT ?",
+        (limit,),
     )

@@ -20,6 +20,7 @@ from gateway.workspace import (
     openapi,
     pages,
     prefs,
+    reports_page,
     sessions,
 )
 from gateway.workspace.web import STATIC
@@ -39,6 +40,7 @@ def setup(gw: Gateway) -> None:
     login.setup(gw.app)
     pages.setup(gw.app)
     canned.setup(gw.app)
+    reports_page.setup(gw.app)  # the supervisor's month
     prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)

@@ -67,8 +67,8 @@ def _apply(
     new, events = change
     fields = state_fields(new, row)
     if new.severity != old.severity or new.pauses != old.pauses:
-        # Severity changes and pauses move both due times, counted from registration.
-        fields.update(recompute_sla(ctx.intake, row, new, ctx.now))
+        # Severity changes and pauses move the due times (the severity in force rule).
+        fields.update(recompute_sla(ctx.intake, row, new, ctx.now, tx))
     fields.update(extra or {})
     fields["updated_at"] = iso(ctx.now)
     for kind in late_breaches(row, fields):

@@ -271,7 +271,8 @@ def document() -> J:
         },
         "/api/v1/reports/sla": {
             "get": _op(
-                "Monthly SLA compliance (supervisors)",
+                "Monthly SLA compliance and penalties per site (supervisors); each line's month"
+                " in its own zone unless tz; CSV: the breaches, or sheet=penalties",
                 {
                     "description": "The report",
                     "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}},
@@ -279,7 +280,9 @@ def document() -> J:
                 ("400", *agent),
                 parameters=[
                     _param("month", "query", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),
+                    _param("tz", "query", {"type": "string"}, required=False),
                     _param("format", "query", {"enum": ["json", "csv"]}, required=False),
+                    _param("sheet", "query", {"enum": ["breaches", "penalties"]}, required=False),
                 ],
             )
         },

@@ -133,6 +133,11 @@ def test_merge_is_recursive() -> None:
         ({}, {"incidents": {"default_severity": "S7"}}, "incidents.default_severity:"),
         ({}, {"teams": {"redes": {"level": "L1", "topics": []}}}, "teams.redes.level:"),
         ({}, {"outbox": {"base_delay": "0s"}}, "outbox.base_delay: must be longer than zero"),
+        ({}, {"penalties": {"per_breach": {"S9": 1.0}}}, "penalties.per_breach.S9: unknown key"),
+        ({}, {"penalties": {"site_cap": "10%"}}, "penalties.site_cap: must be a number"),
+        ({}, {"penalties": {"general_cap": 120}}, "penalties.general_cap: must be between 0"),
+        ({}, {"penalties": {"target": 98}}, "penalties.target: must be between 0 and 1"),
+        ({}, {"penalties": {"fine": 1}}, "penalties.fine: unknown key"),
     ],
 )
 def test_every_bad_value_names_its_key(env, overrides, message) -> None:

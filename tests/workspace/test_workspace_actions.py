@@ -71,7 +71,9 @@ async def test_note_is_internal_and_never_sent(desk) -> None:
     assert status == 400 and body["error"]["field"] == "text"
 
 
-async def test_severity_change_recomputes_both_due_times_from_registration(desk, clock) -> None:
+async def test_severity_change_recomputes_both_due_times_by_the_severity_in_force(
+    desk, clock
+) -> None:
     t = await _new(desk)  # S3 by default
     _, before = await desk.get("ana", t)
     registered = parse_iso(before["registered_at"])
@@ -80,8 +82,11 @@ async def test_severity_change_recomputes_both_due_times_from_registration(desk,
         "ana", t, "severity", {"severity": "S1", "reason": "sin servicio"}
     )
     assert status == 200 and body["severity"] == "S1"
-    assert parse_iso(body["sla"]["attention_due"]) == registered + timedelta(hours=1)
-    assert parse_iso(body["sla"]["solution_due"]) == registered + timedelta(hours=3)
+    # 10 open minutes of S3 spent 1/12 of its 2 h attention and 1/24 of its 4 h solution; S1's
+    # 24x7 clock spends the rest of its own 1 h and 3 h from the change on (the report's rule).
+    changed = registered + timedelta(minutes=10)
+    assert parse_iso(body["sla"]["attention_due"]) == changed + timedelta(minutes=55)
+    assert parse_iso(body["sla"]["solution_due"]) == changed + timedelta(minutes=172, seconds=30)
     event = next(e for e in body["events"] if e["kind"] == "severity_changed")
     assert event["detail"] == {"from": "S3", "to": "S1", "reason": "sin servicio"}
     # The queue orders by the new deadline.
