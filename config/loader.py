@@ -24,8 +24,10 @@ from config.settings import (
     Click2CallSettings,
     EmailSettings,
     IncidentSettings,
+    LimitSettings,
     OutboxSettings,
     PenaltySettings,
+    RetentionSettings,
     Settings,
     Team,
     TelegramSettings,
@@ -221,6 +223,8 @@ def _build(r: _Reader) -> Settings:
         r.only((section,), set(_defaults()[section]))
     for section in ("webchat", "click2call", "incidents", "outbox", "agents"):
         r.only((section,), set(_defaults()[section]))
+    for section in ("limits", "retention"):
+        r.only((section,), set(_defaults()[section]))
     routing = _routing(r)
     http_host = r.str("gateway", "http_host")
     http_port = r.port("gateway", "http_port")
@@ -244,6 +248,8 @@ def _build(r: _Reader) -> Settings:
         instance=_instance(r),
         metrics_networks=_networks(r, ("gateway", "metrics_networks")),
         agents=_agents(r),
+        limits=_limits(r),
+        retention=_retention(r),
         penalties=_penalties(r),
         email=_email(r),
         whatsapp=WhatsAppSettings(
@@ -425,6 +431,50 @@ def _email(r: _Reader) -> EmailSettings:
         dns_timeout=r.duration("email", "dns_timeout"),
         verify_sender=r.bool("email", "verify_sender"),
     )
+
+
+def _limits(r: _Reader) -> LimitSettings:
+    limits = LimitSettings(
+        http_connections_per_ip=r.int("limits", "http_connections_per_ip", low=1),
+        http_header_timeout=r.duration("limits", "http_header_timeout"),
+        http_body_timeout=r.duration("limits", "http_body_timeout"),
+        smtp_max_connections=r.int("limits", "smtp_max_connections", low=1),
+        smtp_connections_per_ip=r.int("limits", "smtp_connections_per_ip", low=1),
+        smtp_data_memory_bytes=r.int("limits", "smtp_data_memory_bytes", low=1024),
+    )
+    if limits.smtp_data_memory_bytes < r.int("email", "max_message_bytes", low=1024):
+        raise r.fail(
+            ("limits", "smtp_data_memory_bytes"),
+            "must be at least email.max_message_bytes (one message must fit)",
+        )
+    for key in ("http_header_timeout", "http_body_timeout"):
+        if getattr(limits, key) <= timedelta(0):
+            raise r.fail(("limits", key), "must be longer than 0s")
+    return limits
+
+
+def _retention(r: _Reader) -> RetentionSettings:
+    retention = RetentionSettings(
+        outbox=r.duration("retention", "outbox"),
+        receipts=r.duration("retention", "receipts"),
+        interval=r.duration("retention", "interval"),
+    )
+    # Dedupe needs the rows: a provider retrying after its receipt was purged would make a second
+    # incident, and the acknowledgement window reads the outbox (README "Robustness").
+    if retention.receipts < RECEIPTS_MINIMUM:
+        raise r.fail(
+            ("retention", "receipts"),
+            "must be at least 7d: mail servers retry a delivery for up to 5 days (RFC 5321)",
+        )
+    ack_window = r.duration("email", "ack_window")
+    if retention.outbox < max(timedelta(days=1), ack_window):
+        raise r.fail(("retention", "outbox"), "must be at least 1d and email.ack_window")
+    if retention.interval < timedelta(minutes=1):
+        raise r.fail(("retention", "interval"), "must be at least 1m")
+    return retention
+
+
+RECEIPTS_MINIMUM = timedelta(days=7)
 
 
 def _agents(r: _Reader) -> AgentSettings:

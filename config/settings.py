@@ -152,6 +152,27 @@ class IncidentSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Resource bounds against floods and slow clients ([limits])."""
+
+    http_connections_per_ip: int = 256
+    http_header_timeout: timedelta = timedelta(seconds=15)
+    http_body_timeout: timedelta = timedelta(seconds=30)
+    smtp_max_connections: int = 200
+    smtp_connections_per_ip: int = 50
+    smtp_data_memory_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long old rows are kept ([retention])."""
+
+    outbox: timedelta = timedelta(days=30)
+    receipts: timedelta = timedelta(days=30)
+    interval: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
 class OutboxSettings:
     """Retry policy of everything sent to customers."""
 
@@ -203,6 +224,8 @@ class Settings:
     instance: str = "gateway"  # this instance's name (GATEWAY_INSTANCE; default hostname:pid)
     metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # /metrics without a token
     agents: AgentSettings = field(default_factory=AgentSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     penalties: PenaltySettings = field(default_factory=PenaltySettings)
     alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the NOC's thresholds
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

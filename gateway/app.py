@@ -18,7 +18,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway import workspace
-from gateway.core import feedback, noc
+from gateway.core import feedback, health, noc, quarantine, retention
 from gateway.core.bus import Bus
 from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
@@ -32,8 +32,8 @@ from gateway.core.timeutil import Clock, parse_iso, utcnow
 from gateway.store.postgres import PostgresStore, is_postgres_url
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
-from gateway.web import api, forensics, reports
-from gateway.web.http import SLOW_WEBHOOK, error_middleware
+from gateway.web import api, forensics, listen, reports
+from gateway.web.http import BODY_TIMEOUT, SLOW_WEBHOOK, error_middleware, input_middleware
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,16 @@ def create_app(
     `resolver` answers the DNS queries of sender authentication (tests pass a fake one); by
     default the system's resolvers through dnspython.
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, input_middleware],
+        # Bodies are never decompressed: input_middleware answers 415 to any Content-Encoding
+        # (a decompressing parser fails after the handler answered, or expands a small body).
+        handler_args={"auto_decompress": False, **listen.handler_args(settings)},
+    )
     app[SLOW_WEBHOOK] = settings.slow_webhook.total_seconds()
+    app[BODY_TIMEOUT] = settings.limits.http_body_timeout.total_seconds()
+    app[listen.GUARD] = listen.make_guard(settings)  # per-address cap, header deadline
     store = store or make_store(settings)
     metrics = Metrics()
     bus = Bus()
@@ -108,6 +116,8 @@ def create_app(
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
+    gw.add_migrations("quarantine", quarantine.MIGRATIONS)  # held items, background work claims
+    gw.add_migrations("robust_edge", health.MIGRATIONS)  # health probe row, counting indexes
     intake.on_commit = outbox.wake
     outbox.render_ack = lambda payload: render_ack(settings, texts, payload)
     app.cleanup_ctx.append(_store_ctx)
@@ -142,6 +152,9 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(gw.scheduler.run(), name="scheduler"),
         # Other instances' changes (PostgreSQL) reach this instance's live pages.
         asyncio.create_task(gw.store.follow(gw.bus.publish), name="change-feed"),
+        asyncio.create_task(
+            retention.run(gw.store, gw.clock, gw.settings.retention), name="retention"
+        ),
     ]
     yield
     for task in tasks:

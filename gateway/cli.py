@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -104,14 +105,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(announce)
-    web.run_app(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        shutdown_timeout=settings.shutdown_timeout.total_seconds(),
-        print=None,
-        access_log=None,
-    )
+    from gateway.web.listen import start_http
+
+    async def run() -> None:
+        # run_app's own site has no per-address cap or header deadline: the guarded site does.
+        runner, _site = await start_http(app, settings)
+        try:
+            await asyncio.Event().wait()  # until SIGTERM/SIGINT (GracefulExit) cancels it
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(run())
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import authres
 import dkim
 import spf
 
-from adapters.email.dmarc import evaluate, parse_record
+from adapters.email.dmarc import Record, evaluate, parse_record
 from adapters.email.parse import header_block, split_headers
 from config.settings import EmailSettings
 from gateway.core.dns import DnsTempError, Resolver
@@ -39,11 +40,19 @@ class Verdict:
     source: str  # "relay" (its Authentication-Results), "gateway" (checked here) or "none"
     spf: str = "none"
     dkim: str = "none"
+    policy: str = "none"  # what the From domain's DMARC record asks of a failing message
 
     @property
     def failed(self) -> bool:
         """DMARC evaluated to `fail`: the From is not the sender's (CONTRACT "SMTP")."""
         return self.dmarc == "fail"
+
+    @property
+    def refused(self) -> bool:
+        """DMARC `fail` where the From domain asks receivers to quarantine or reject what fails
+        (`p=quarantine`, `p=reject`): the mail is held in the gateway's quarantine for a
+        supervisor, never put in the L1 queue. Under `p=none` it is delivered, flagged."""
+        return self.failed and self.policy in ("quarantine", "reject")
 
 
 def relay_verdict(raw: bytes, authserv_id: str) -> Verdict:
@@ -61,8 +70,25 @@ def relay_verdict(raw: bytes, authserv_id: str) -> Verdict:
             source="relay",
             spf=results.get("spf", "none"),
             dkim=results.get("dkim", "none"),
+            policy=_relay_policy(header, value),
         )
     return Verdict(dmarc="none", source="relay")
+
+
+_POLICY_COMMENT = re.compile(r"dmarc\s*=\s*fail\s*\([^)]*\bp\s*=\s*(\w+)", re.IGNORECASE)
+
+
+def _relay_policy(header: Any, value: str) -> str:
+    """The DMARC policy a relay reported: `policy.dmarc=` (RFC 7489 §11.2) or the common
+    `dmarc=fail (p=REJECT …)` comment."""
+    for result in header.results:
+        if result.method.lower() != "dmarc":
+            continue
+        for prop in result.properties:
+            if (prop.type, prop.name) == ("policy", "dmarc") and prop.value:
+                return str(prop.value).lower()
+    match = _POLICY_COMMENT.search(value)
+    return match.group(1).lower() if match else "none"
 
 
 class _Pending(Exception):
@@ -153,6 +179,7 @@ class SenderAuth:
             self._dkim(raw),
             self._dmarc_record(from_domain),
         )
+        policy = record.policy if isinstance(record, Record) else "none"
         if record == "temperror":
             dmarc = "temperror"
         else:
@@ -161,7 +188,9 @@ class SenderAuth:
             )
         dkim_summary = next((r for r, _ in signatures if r == "pass"), None)
         dkim_summary = dkim_summary or (signatures[0][0] if signatures else "none")
-        return Verdict(dmarc=dmarc, source="gateway", spf=spf_result, dkim=dkim_summary)
+        return Verdict(
+            dmarc=dmarc, source="gateway", spf=spf_result, dkim=dkim_summary, policy=policy
+        )
 
     async def _spf(self, ip: str, identity: str, helo: str) -> str:
         try:

@@ -27,6 +27,7 @@ from adapters.email.bounce import MIGRATIONS, link_bounce
 from adapters.email.extract import PENDING, BodyExtractor
 from adapters.email.parse import HeaderFacts, degraded_facts, read_headers
 from adapters.email.send import EmailSender
+from gateway.core import quarantine
 from gateway.core.dns import DnsPythonResolver
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import Contact, Inbound
@@ -40,10 +41,20 @@ UNVERIFIED = "sender_unverified"  # the incident flag of mail whose DMARC result
 # Per-connection budgets (aiosmtpd `command_call_limit`): a NOOP/RSET loop that dodges the idle
 # timeout gets 421 and is disconnected (checklist E8); MAIL/RCPT/DATA allow long sessions.
 CALL_LIMITS = {"NOOP": 20, "RSET": 200, "HELO": 5, "EHLO": 5, "VRFY": 5, "HELP": 5, "*": 20000}
-MAX_CONNECTIONS_PER_IP = 100  # idle sockets from one address beyond this get 421 (E8)
+BUSY = "421 4.3.2 Too many connections; try again later"
+TOO_MUCH_IN_FLIGHT = "421 4.3.2 Too much mail in transit; try again later"
 PREVIEW_CHARS = 2000  # of a reply's text, read before its commit (the rest follows)
 QUIET_GAP = 0.05  # seconds without SMTP DATA before body extraction may use the CPU
 SOURCE_ROUTE = re.compile(r"^\s*TO:\s*<\s*@", re.IGNORECASE)
+
+
+def reservation(mail_options: list[str], limit: int) -> int:
+    """Bytes one DATA may hold: the declared SIZE plus 10% and 4 KiB, at most `limit`."""
+    for option in mail_options:
+        key, _, value = option.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return min(limit, int(value) + int(value) // 10 + 4096)
+    return limit
 
 
 class GatewaySMTP(SMTP):
@@ -59,13 +70,19 @@ class GatewaySMTP(SMTP):
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) else None
         counts = self.gateway.per_ip
-        if ip is not None and counts.get(ip, 0) >= self.gateway.max_per_ip:
+        refusal = None
+        if self.gateway.connections >= self.gateway.max_connections:
+            refusal = BUSY  # all addresses together ([limits] smtp_max_connections)
+        elif ip is not None and counts.get(ip, 0) >= self.gateway.max_per_ip:
             # Checklist E8: aiosmtpd has no per-address cap; refuse before any state exists.
+            refusal = "421 4.7.0 Too many connections from your address"
+        if refusal is not None:
             assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(b"421 4.7.0 Too many connections from your address\r\n")
+            transport.write(refusal.encode() + b"\r\n")
             transport.close()
             self.refused = True
             return
+        self.gateway.connections += 1
         if ip is not None:
             counts[ip] = counts.get(ip, 0) + 1
             self.peer_ip = ip
@@ -75,12 +92,38 @@ class GatewaySMTP(SMTP):
         if self.refused:
             return  # refused in connection_made: aiosmtpd never set up its session
         counts = self.gateway.per_ip
+        self.gateway.connections -= 1
         if self.peer_ip is not None:
             counts[self.peer_ip] -= 1
             if counts[self.peer_ip] <= 0:
                 del counts[self.peer_ip]
             self.peer_ip = None
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd holds a message's DATA in memory up to data_size_limit: each DATA reserves
+        # its share of [limits] smtp_data_memory_bytes, so all connections together stay under
+        # it; over it, 421 (RFC 5321 §4.2.3) and the sending MTA retries later. The share is
+        # the size declared at MAIL FROM (RFC 1870, which MTAs and aiosmtplib send) with some
+        # slack, and the message is then held to it (552 beyond); else the size limit.
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await super().smtp_DATA(arg)  # its own 503/501 answers
+            return
+        limit = self.data_size_limit or 0
+        size = reservation(self.envelope.mail_options, limit)
+        if self.gateway.data_reserved + size > self.gateway.data_budget:
+            log.warning("SMTP DATA refused: %d bytes in transit", self.gateway.data_reserved)
+            await self.push(TOO_MUCH_IN_FLIGHT)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.gateway.data_reserved += size
+        self.data_size_limit = size
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.data_size_limit = limit
+            self.gateway.data_reserved -= size
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         # aiosmtpd drops the route and keeps `user@domain`; a route is a relay request: refuse.
@@ -108,7 +151,12 @@ class EmailHandler:
         extractor.quiet = self.quiet
         self.protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.per_ip: dict[str, int] = {}
-        self.max_per_ip = MAX_CONNECTIONS_PER_IP
+        limits = gw.settings.limits
+        self.max_per_ip = limits.smtp_connections_per_ip
+        self.max_connections = limits.smtp_max_connections
+        self.connections = 0  # open connections, all addresses
+        self.data_budget = limits.smtp_data_memory_bytes
+        self.data_reserved = 0  # bytes of DATA the open transactions may hold in memory
 
     def protocol(self) -> SMTP:
         """A protocol instance for one connection, with every limit set."""
@@ -151,6 +199,16 @@ class EmailHandler:
                 log.warning("mail loop refused (%s): %s", facts.loop, facts.message_id)
                 return "554 5.4.6 Mail loop detected"
             tracking = await self._linked_bounce(raw, facts) if facts.is_bounce else None
+            if tracking is None and facts.is_bounce:
+                # Backscatter: a report naming no mail we sent goes to the quarantine, never
+                # to the L1 queue (CONTRACT "Quarantine"); committed before the 250.
+                inbound = self._inbound(raw, facts, mail_from, Verdict("unchecked", "none"))
+                now = self.gw.clock()
+                await self.gw.store.transact(
+                    lambda tx: quarantine.hold(tx, inbound, "unmatched_bounce", now)
+                )
+                log.info("unmatched delivery report quarantined: %s", facts.provider_id)
+                return "250 2.0.0 Accepted for review"
             if tracking is None:
                 verdict = await self.auth.verdict(
                     raw,
@@ -160,6 +218,15 @@ class EmailHandler:
                     sender=facts.from_address,
                 )
                 inbound = self._inbound(raw, facts, mail_from, verdict)
+                if verdict.refused:
+                    # The From domain asks receivers to reject what fails DMARC: held for a
+                    # supervisor (CONTRACT "Quarantine"), committed before the 250.
+                    now = self.gw.clock()
+                    await self.gw.store.transact(
+                        lambda tx: quarantine.hold(tx, inbound, "auth_refused", now)
+                    )
+                    log.warning("DMARC reject policy: quarantined %s", facts.provider_id)
+                    return "250 2.0.0 Accepted for review"
                 if facts.tracking_hints or facts.references:
                     # A reply may be a 1-5 rating or a "gracias" to a resolved case: the core
                     # reads its words before deciding whether it reopens (the body still follows).

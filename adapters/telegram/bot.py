@@ -21,6 +21,7 @@ from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
 
 from adapters.telegram.command import MIGRATIONS, CommandContext, answer_command, store_ignored
+from adapters.telegram.edit import apply_edit
 from adapters.telegram.media import JOB_KIND as MEDIA_JOB
 from adapters.telegram.media import TelegramMedia
 from adapters.telegram.send import send_text
@@ -91,7 +92,7 @@ def _peer_allowed(remote: str | None, networks: tuple[str, ...]) -> bool:
 
 def _secret_ok(given: str | None, expected: str) -> bool:
     # Constant time, on bytes (compare_digest refuses non-ASCII str) (checklist G1).
-    return hmac.compare_digest((given or "").encode(), expected.encode())
+    return hmac.compare_digest((given or "").encode("utf-8", "surrogateescape"), expected.encode())
 
 
 class TelegramChannel:
@@ -169,7 +170,9 @@ class TelegramChannel:
     async def _commit(self, parsed: ParsedUpdate, raw: bytes) -> None:
         gw = self.gw
         now = gw.clock()
-        if parsed.kind == "message":
+        if parsed.kind == "edit" and await self._edit(parsed, raw):
+            return
+        if parsed.kind in ("message", "edit"):
             try:
                 receipt = await gw.intake.accept(self._inbound(parsed, raw))
             except Shunted:
@@ -208,7 +211,31 @@ class TelegramChannel:
         )
 
     def _provider_id(self, parsed: ParsedUpdate) -> str:
-        return f"{self.bot_id}:{parsed.update_id}"
+        """The dedupe key of a message: (chat id, message id), never the update_id alone
+        (Telegram restarts update ids after a week without updates)."""
+        if parsed.chat_id is None or parsed.message_id is None:
+            return f"{self.bot_id}:{parsed.update_id}"
+        key = f"{self.bot_id}:{parsed.chat_id}:{parsed.message_id}"
+        if parsed.kind == "edit":  # an edit of an unknown message: its own key per edit
+            key += f":edit:{parsed.edited_at.timestamp() if parsed.edited_at else ''}"
+        return key
+
+    async def _edit(self, parsed: ParsedUpdate, raw: bytes) -> bool:
+        """An edited message: applied to the message it edits; False if that one is unknown."""
+        assert parsed.chat_id is not None
+        original = f"{self.bot_id}:{parsed.chat_id}:{parsed.message_id}"
+        key = self._provider_id(parsed)
+        now = self.gw.clock()
+        result = await self.gw.store.transact(
+            lambda tx: apply_edit(tx, original, key, parsed.text, raw, now)
+        )
+        if result is None:
+            return False
+        tracking, fresh = result
+        if fresh:
+            self.gw.after_commit({"type": "incident", "event": "message", "tracking": tracking})
+        log.info("telegram update %s: edit of a message of %s", parsed.update_id, tracking)
+        return True
 
     def _inbound(self, parsed: ParsedUpdate, raw: bytes) -> Inbound:
         assert parsed.chat_id is not None

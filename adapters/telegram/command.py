@@ -7,6 +7,7 @@ answer as an outbox "notice" row in the same commit. It never creates or changes
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,11 +64,42 @@ class CommandContext:
     bot_id: str
 
 
-def _seen(tx: Tx, bot_id: str, update_id: int) -> bool:
+def _seen(tx: Tx, bot_id: str, parsed: ParsedUpdate, raw: bytes) -> bool:
+    """Whether this update was stored before. Telegram restarts update ids after a week without
+    updates: a row with the same update_id but another message (another chat and message id,
+    or other content) is an old one; it is dropped so the new update is stored and answered."""
     row = tx.one(
-        "SELECT 1 FROM telegram_updates WHERE bot_id = ? AND update_id = ?", (bot_id, update_id)
+        "SELECT id, chat_id, raw FROM telegram_updates WHERE bot_id = ? AND update_id = ?",
+        (bot_id, parsed.update_id),
     )
-    return row is not None
+    if row is None:
+        return False
+    if same_update(bytes(row["raw"] or b""), raw):
+        return True
+    tx.execute("DELETE FROM telegram_updates WHERE id = ?", (row["id"],))
+    return False
+
+
+def same_update(before: bytes, now: bytes) -> bool:
+    """The same update delivered again: same chat and message id, or the same JSON."""
+    if before == now:
+        return True
+    try:
+        old, new = json.loads(before), json.loads(now)
+    except ValueError:
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    return message_key(old) is not None and message_key(old) == message_key(new)
+
+
+def message_key(update: dict[str, Any]) -> tuple[Any, ...] | None:
+    """(kind, chat id, message id[, edit date]) of an update's message, if it carries one."""
+    for kind in ("message", "edited_message", "channel_post", "edited_channel_post"):
+        msg = update.get(kind)
+        if isinstance(msg, dict) and isinstance(msg.get("chat"), dict):
+            return (kind, msg["chat"].get("id"), msg.get("message_id"), msg.get("edit_date"))
+    return None
 
 
 def _record(
@@ -82,7 +114,7 @@ def _record(
 
 def store_ignored(tx: Tx, bot_id: str, parsed: ParsedUpdate, raw: bytes, now: datetime) -> bool:
     """Keep an update the gateway does not act on; False when it was already stored."""
-    if _seen(tx, bot_id, parsed.update_id):
+    if _seen(tx, bot_id, parsed, raw):
         return False
     _record(tx, bot_id, parsed, raw, now, "ignored")
     return True
@@ -103,7 +135,7 @@ def answer_command(
 ) -> bool:
     """Store the command and queue its answer; False when this update_id was answered before."""
     assert parsed.chat_id is not None and parsed.command is not None
-    if _seen(tx, ctx.bot_id, parsed.update_id):
+    if _seen(tx, ctx.bot_id, parsed, raw):
         return False
     _record(tx, ctx.bot_id, parsed, raw, now, "answered")
     routing = ctx.settings.routing

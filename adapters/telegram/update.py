@@ -7,7 +7,7 @@ and ignores. It never talks to the Bot API or the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ class NotAnUpdate(ValueError):
 
 @dataclass(frozen=True)
 class ParsedUpdate:
-    """One update, classified. `kind` is "message", "command" or "other"."""
+    """One update, classified. `kind` is "message", "command", "edit" or "other"."""
 
     update_id: int
     kind: str
@@ -39,6 +39,7 @@ class ParsedUpdate:
     sent_at: datetime | None = None  # the message's own date (aware UTC)
     files: tuple[TelegramFile, ...] = ()  # what can be downloaded with getFile
     other_media: bool = False  # an attachment the gateway neither downloads nor describes
+    edited_at: datetime | None = None  # an edited_message: when the customer edited it
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,28 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
         raise NotAnUpdate("update_id must be a non-negative integer")
     try:
         update = telegram.Update.de_json(data, bot)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, OSError) as exc:
+        # OverflowError/OSError: a `date` no clock can hold (found by fuzzing, issue #16).
         raise NotAnUpdate(f"not a Telegram Update: {type(exc).__name__}") from None
     update_type = next((t for t in telegram.Update.ALL_TYPES if getattr(update, t, None)), None)
     if update_type is None:
         # A type newer than this library (or none at all): stored, answered 200, ignored.
         extra = sorted(k for k in data if k != "update_id")
         return ParsedUpdate(update_id, "other", extra[0] if extra else "empty")
+    edited = update.edited_message
+    if update_type == "edited_message" and edited is not None:
+        parsed = _message(update_id, edited)
+        kind = "edit" if parsed.kind != "other" else "other"
+        return replace(parsed, kind=kind, update_type=update_type, edited_at=edited.edit_date)
     message = update.message
     if update_type != "message" or message is None:
         chat = update.effective_chat
         return ParsedUpdate(update_id, "other", update_type, chat_id=_chat(chat))
-    return _message(update_id, message)
+    try:
+        return _message(update_id, message)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # de_json does not check JSON types ({"text": true} gets this far): not a real update.
+        raise NotAnUpdate(f"not a Telegram message: {type(exc).__name__}") from None
 
 
 def _chat(chat: telegram.Chat | None) -> str | None:

@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from adapters.twilio.client import twilio_client
 from adapters.twilio.twiml import say_options, spoken_tracking
 from gateway.core.model import OutboundItem, SendError
+from gateway.core.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from gateway.core.services import Gateway
@@ -91,6 +92,29 @@ async def add_event(gw: Gateway, incident_id: int, tracking: str, kind: str, det
     gw.after_commit({"type": "incident", "event": "updated", "tracking": tracking})
 
 
+async def _reconcile(gw: Gateway, api: CallApi, item: OutboundItem, line: str) -> str | None:
+    """The CallSid of a call this reply row already placed, if Twilio has one; raises SendError
+    (retried later, never a blind second call) when Twilio cannot be asked."""
+
+    def known(tx: Any) -> tuple[str | None, set[str]]:
+        row = tx.one("SELECT created_at FROM outbox WHERE id = ?", (item.id,))
+        sids = tx.all(
+            "SELECT provider_id FROM outbox WHERE recipient = ? AND provider_id IS NOT NULL"
+            " AND channel IN ('voice', 'click2call')",
+            (item.recipient,),
+        )
+        return (row["created_at"] if row else None), {r["provider_id"] for r in sids}
+
+    created_at, exclude = await gw.store.read(known)
+    since = parse_iso(created_at) or gw.clock()
+    try:
+        return await api.find(to=item.recipient, from_=line, since=since, exclude=exclude)
+    except Exception as exc:
+        raise SendError(
+            f"could not check Twilio for an earlier call: {type(exc).__name__}"
+        ) from None
+
+
 def reply_sender(gw: Gateway) -> Any:
     """Outbox sender for kind 'reply' on voice/Click2Call: call the customer, read the reply."""
 
@@ -118,8 +142,16 @@ def reply_sender(gw: Gateway) -> Any:
         twiml = str(resp)
         if len(twiml) > TWIML_MAX_CHARS:
             raise SendError("the reply is too long to be read in a call", permanent=True)
+        api = call_api(gw)
+        if item.attempts > 1:
+            # An earlier attempt may have rung the customer (its answer lost, or the process
+            # died mid-call): look the call up by its marker before any new one (checklist T12).
+            found = await _reconcile(gw, api, item, row["line"])
+            if found is not None:
+                log.info("%s reply row %s reconciled with call %s", item.channel, item.id, found)
+                return found
         try:
-            return await call_api(gw).create(
+            return await api.create(
                 to=item.recipient,
                 from_=row["line"],  # caller ID: the incident's country line
                 twiml=twiml,

@@ -49,7 +49,7 @@ def verify_token(secret_key: str, token: object, now: datetime) -> str | None:
     issued = int(issued_text)
     expected = _signature(secret_key, visitor_id, issued)
     # Constant-time comparison: a timing oracle would let a forger build a signature bytewise.
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         return None
     age = now.timestamp() - issued
     if age > MAX_AGE.total_seconds() or age < -300:  # 5 min of clock skew between instances

@@ -13,12 +13,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
-from gateway.core import feedback
+from gateway.core import feedback, quarantine
 from gateway.core.bus import Bus
 from gateway.core.errors import GatewayError, Shunted, TemporaryFailure
 from gateway.core.incident import (
@@ -211,6 +211,8 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
                 tx.insert_event(target["id"], event.at, event.actor, event.kind, event.detail)
             target = tx.incident(target["id"]) or target
     message_id = _store_message(tx, msg, now, target["id"], sender)
+    if previous is not None and previous["state"] == "shunted":
+        quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
     tx.insert_receipt(
         msg.channel,
         msg.provider_id,
@@ -254,6 +256,7 @@ def _record_follow_up(
     """A CSAT answer or a bare thanks: kept on the incident, which stays as it is."""
     feedback.record(tx, target, outcome[0], outcome[1], now)
     message_id = _store_message(tx, msg, now, target["id"], sender)
+    quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
     tx.insert_receipt(
         msg.channel,
         msg.provider_id,
@@ -535,6 +538,42 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
     )
 
 
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")  # surrogates become "?"
+        return value
+    if isinstance(value, tuple | list):
+        items = [_clean(v) for v in value]
+        same = all(a is b for a, b in zip(items, value, strict=True))
+        return value if same else type(value)(items)
+    if isinstance(value, dict):
+        pairs = [(_clean(k), _clean(v)) for k, v in value.items()]
+        same = all(
+            k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)
+        )
+        return value if same else dict(pairs)
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = _clean(old)
+            if new is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
+def without_surrogates(msg: Inbound) -> Inbound:
+    """The inbound item with every lone UTF-16 surrogate in its texts replaced."""
+    cleaned: Inbound = _clean(msg)
+    return cleaned
+
+
 def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
     """Keep an inbound item whose processing failed, for an operator to see and replay."""
     error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -548,6 +587,8 @@ def shunt(tx: Tx, msg: Inbound, now: datetime, exc: BaseException) -> None:
         state="shunted",
         error=error,
     )
+    # Supervisors see it in the quarantine; a later retry or `replay` that succeeds resolves it.
+    quarantine.hold(tx, msg, "processing_failed", now)
 
 
 def shunted(tx: Tx) -> list[tuple[int, Inbound, str]]:
@@ -607,6 +648,10 @@ class Intake:
     async def accept(self, msg: Inbound) -> Receipt:
         """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
         now = self._now()
+        # A lone surrogate (Python's email package decodes undecodable bytes into them) can be
+        # neither stored nor sent on: replaced here, so such input is never shunted for a
+        # replay that would fail the same way. The raw bytes keep the original.
+        msg = without_surrogates(msg)
         if msg.received_at is None:
             msg = replace(msg, received_at=now)
         started = time.perf_counter()

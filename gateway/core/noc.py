@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from gateway.core import health
 from gateway.core.alarms import Action, Episode, ProviderState, Snapshot, count_in_window, evaluate
 from gateway.core.notify import send_notices
 from gateway.core.scheduler import schedule_job
@@ -94,20 +95,9 @@ MIGRATIONS: list[Migration] = [
 
 
 async def write_probe(store: Store) -> bool:
-    """Whether a write transaction commits now (the database-state alarm's default probe)."""
-    stamp = datetime.now(UTC).isoformat()
-    try:
-        await store.transact(
-            lambda tx: tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('alarm_probe', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (stamp,),
-            )
-        )
-    except Exception as exc:
-        log.warning("database write probe failed: %s", exc)
-        return False
-    return True
+    """Whether the database takes writes now: the same probe as `/healthz` (a read, then a
+    one-row upsert within 2 s; `gateway.core.health`), the database-state alarm's default."""
+    return await health.database_state(store, "alarm-probe", datetime.now(UTC)) == health.OK
 
 
 def _ts(value: Any) -> datetime | None:

@@ -5,6 +5,12 @@ sending, so a crashed worker's rows are taken again after the lease, by any inst
 delivery is at-least-once. Failures retry with capped exponential
 backoff and full jitter; permanent failures or too many attempts dead-letter the row with its
 reason, visible on the incident. One failing row never stops the loop.
+
+No stuck work: each send is bounded by SEND_TIMEOUT (below the lease, so a hung provider call is
+a retryable failure before anyone else could take the row), and each channel has at most
+PER_CHANNEL sends in flight, so a channel whose provider hangs never holds the others'. The
+attempt is counted when the row is claimed, before the send: a row whose send crashed the
+process is seen again with its attempts spent and dead-letters instead of looping for ever.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from gateway.store.tx import Row, Tx
 log = logging.getLogger(__name__)
 Sender = Callable[[OutboundItem], Awaitable[str | None]]
 POLL = 1.0
+SEND_TIMEOUT = timedelta(seconds=20)  # one provider call; below the 25 s lease
+PER_CHANNEL = 8  # sends in flight per channel
+CRASHED = "the gateway stopped while sending this row ({n} attempts); not retried"
 
 
 def retry_delay(attempts: int, settings: OutboxSettings, rnd: random.Random) -> timedelta:
@@ -52,12 +61,32 @@ def _item(row: Row, tracking: str | None) -> OutboundItem:
 
 
 def _claim(
-    tx: Tx, now: datetime, channels: list[str], limit: int, lease: timedelta = LEASE
+    tx: Tx,
+    now: datetime,
+    free: dict[str, int],
+    lease: timedelta = LEASE,
+    max_attempts: int | None = None,
 ) -> list[OutboundItem]:
+    """Lease due rows, at most `free[channel]` per channel, counting the attempt now.
+
+    A row that comes back with its attempts spent was being sent when its worker died (each
+    failure that spends the last attempt dead-letters at once): it is dead-lettered here.
+    """
     items = []
-    for row in tx.claim_outbox(now, now + lease, channels, limit):
-        inc = tx.incident(row["incident_id"]) if row["incident_id"] else None
-        items.append(_item(row, inc["tracking"] if inc else None))
+    for channel, limit in free.items():
+        if limit <= 0:
+            continue
+        for row in tx.claim_outbox(now, now + lease, [channel], limit):
+            if max_attempts is not None and row["attempts"] >= max_attempts:
+                item = _item(row, None)
+                error = SendError(CRASHED.format(n=row["attempts"]), permanent=True)
+                _record(tx, item, now, provider_id=None, error=error, next_at=None)
+                log.error("outbox row %s dead-lettered: %s", item.id, error.reason)
+                continue
+            tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (row["id"],))
+            inc = tx.incident(row["incident_id"]) if row["incident_id"] else None
+            item = _item({**row, "attempts": row["attempts"] + 1}, inc["tracking"] if inc else None)
+            items.append(item)
     return items
 
 
@@ -78,7 +107,7 @@ def _record(
     error: SendError | None,
     next_at: datetime | None,
 ) -> None:
-    attempts = item.attempts + 1
+    attempts = item.attempts  # counted when the row was claimed
     tx.outbox_attempt(item.id, now, error is None, error.reason if error else None)
     if error is None:
         tx.execute(
@@ -137,6 +166,8 @@ class Outbox:
         metrics: Any = None,
         seed: int | None = None,
         lease: timedelta = LEASE,
+        send_timeout: timedelta = SEND_TIMEOUT,
+        per_channel: int = PER_CHANNEL,
     ):
         self.store = store
         self.lease = lease  # how long a claimed row is this worker's (renewed while sending)
@@ -149,6 +180,12 @@ class Outbox:
         self._wake = asyncio.Event()
         self._rnd = random.Random(seed)
         self._bus = bus
+        self.send_timeout = send_timeout
+        self.per_channel = per_channel
+        self._busy: dict[str, set[int]] = {}  # channel -> ids of rows being sent here
+        self._inflight: list[int] = []  # every row being sent here (leases renewed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     def register(self, channel: str, sender: Sender, *, ack_text: bool = True) -> None:
         """Deliver rows of `channel` with `sender`; rows of channels without one wait.
@@ -168,23 +205,61 @@ class Outbox:
         self._wake.set()
 
     async def drain_once(self, limit: int = 50) -> int:
-        """Send every row due now; returns how many were attempted."""
-        channels = sorted(self.senders)
-        if not channels:
-            return 0
+        """Send every row due now (within the channels' free slots) and wait for those sends;
+        returns how many were attempted."""
+        tasks = await self._pump(limit)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    def _free(self) -> dict[str, int]:
+        return {
+            c: self.per_channel - len(self._busy.get(c, ()))
+            for c in sorted(self.senders)
+            if len(self._busy.get(c, ())) < self.per_channel
+        }
+
+    async def _pump(self, limit: int = 50) -> list[asyncio.Task[None]]:
+        """Claim due rows of channels with free slots and start their sends."""
+        free = {c: min(n, limit) for c, n in self._free().items()}
+        if not free:
+            return []
+        channels = sorted(free)
         now = self.clock()
         # A read first: claiming is a write transaction (an fsync), wasted when nothing is due.
         due = await self.store.read(lambda tx: tx.next_outbox_due(channels))
         nothing_due = due is None or due > iso(now)
         if nothing_due and not await self._leases_expired(now, channels):
-            return 0
-        lease = self.lease
-        items = await self.store.transact(lambda tx: _claim(tx, now, channels, limit, lease))
-        if items:
-            ids = [item.id for item in items]
-            async with kept_alive(self.store, self.clock, _renew, ids, lease):
-                await asyncio.gather(*(self._deliver(item) for item in items))
-        return len(items)
+            return []
+        lease, most = self.lease, self.settings.max_attempts
+        items = await self.store.transact(lambda tx: _claim(tx, now, free, lease, most))
+        tasks = []
+        for item in items:
+            self._busy.setdefault(item.channel, set()).add(item.id)
+            self._inflight.append(item.id)
+            task = asyncio.create_task(self._send(item), name=f"outbox-{item.channel}-{item.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            tasks.append(task)
+        if items and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.create_task(self._keep_leases(), name="outbox-leases")
+        return tasks
+
+    async def _keep_leases(self) -> None:
+        async with kept_alive(self.store, self.clock, _renew, self._inflight, self.lease):
+            while self._inflight:  # noqa: ASYNC110 - a list the sends shrink
+                await asyncio.sleep(self.lease.total_seconds() / 6)
+
+    async def _send(self, item: OutboundItem) -> None:
+        try:
+            await self._deliver(item)
+        finally:
+            self._busy.get(item.channel, set()).discard(item.id)
+            with contextlib.suppress(ValueError):
+                self._inflight.remove(item.id)
+            if not self._inflight and self._keeper is not None:
+                self._keeper.cancel()
+            self.wake()  # a slot is free
 
     async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:
         """Whether rows leased by a worker that died are due again."""
@@ -206,7 +281,14 @@ class Outbox:
             wants_text = item.kind == "ack" and item.channel in self._ack_text
             if wants_text and "text" not in item.payload and self.render_ack is not None:
                 item.payload["text"] = self.render_ack(item.payload)
-            provider_id = await sender(item)
+            budget = self.send_timeout.total_seconds()
+            try:
+                # asyncio.timeout, not wait_for: no extra task, so a cancellation at shutdown
+                # reaches the sender directly.
+                async with asyncio.timeout(budget):
+                    provider_id = await sender(item)
+            except TimeoutError:
+                raise SendError(f"no answer from the provider within {budget:g} s") from None
         except SendError as exc:
             error = exc
         except Exception as exc:  # a sender bug is one row's failure, not the worker's
@@ -214,12 +296,8 @@ class Outbox:
             error = SendError(f"{type(exc).__name__}: {exc}"[:500])
         now = self.clock()
         next_at = None
-        if (
-            error is not None
-            and not error.permanent
-            and item.attempts + 1 < self.settings.max_attempts
-        ):
-            delay = retry_delay(item.attempts + 1, self.settings, self._rnd)
+        if error is not None and not error.permanent and item.attempts < self.settings.max_attempts:
+            delay = retry_delay(item.attempts, self.settings, self._rnd)
             if error.retry_after is not None:
                 delay = max(delay, timedelta(seconds=error.retry_after))
             next_at = now + delay
@@ -249,21 +327,31 @@ class Outbox:
             self._bus.publish({"type": "delivery", "tracking": item.tracking, "id": item.id})
 
     async def run(self) -> None:
-        """Loop forever: drain due rows, then sleep until woken or the next row is due."""
-        while True:
-            try:
-                sent = await self.drain_once()
-            except Exception:
-                log.exception("outbox pass failed")
-                sent = 0
-            if sent:
-                continue
-            timeout = POLL
-            with contextlib.suppress(Exception):
-                channels = sorted(self.senders)
-                due = parse_iso(await self.store.read(lambda tx, c=channels: tx.next_outbox_due(c)))
-                if due is not None:
-                    timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.01))
+        """Loop forever: start sends of due rows, then sleep until woken or the next row is due."""
+        try:
+            while True:
+                try:
+                    started = len(await self._pump())
+                except Exception:
+                    log.exception("outbox pass failed")
+                    started = 0
+                if started:
+                    continue
+                timeout = POLL
+                with contextlib.suppress(Exception):
+                    channels = sorted(self._free())
+                    due = parse_iso(
+                        await self.store.read(lambda tx, c=channels: tx.next_outbox_due(c))
+                    )
+                    if due is not None:
+                        timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.01))
+        finally:
+            # Sends in flight stop with the worker; their rows' leases expire and any instance
+            # takes them again (the attempt is already counted).
+            for task in [*self._tasks, *([self._keeper] if self._keeper else [])]:
+                task.cancel()
+            if self._tasks:  # a sender that ignores cancellation must not hold the shutdown
+                await asyncio.wait(list(self._tasks), timeout=5)

@@ -147,8 +147,8 @@ class Scheduler:
         self.metrics = metrics
         self.bus = bus
         self.handlers: dict[str, JobHandler] = {}
-        self._last_breach_check = 0.0
         self._wake = asyncio.Event()
+        self.breach_every = BREACH_EVERY  # seconds between breach checks
 
     def register(self, kind: str, handler: JobHandler) -> None:
         """Run jobs of `kind` with `handler(payload)`."""
@@ -215,16 +215,30 @@ class Scheduler:
             self.metrics.outbox_oldest.labels(row["channel"]).set(max(age, 0.0))
 
     async def run(self) -> None:
-        """Loop until cancelled; a failing pass is logged and the loop goes on."""
-        loop = asyncio.get_running_loop()
+        """Loop until cancelled; a failing pass is logged and the loop goes on.
+
+        Breach marking runs in its own task: a slow job (a media download, a Twilio call)
+        never delays it."""
+        breaches = asyncio.create_task(self.watch_breaches(), name="sla-breaches")
+        try:
+            while True:
+                try:
+                    await self.run_due_jobs()
+                except Exception:
+                    log.exception("scheduler pass failed")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=TICK)
+        finally:
+            breaches.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await breaches
+
+    async def watch_breaches(self) -> None:
+        """Mark breaches every `breach_every` seconds, whatever the jobs are doing."""
         while True:
             try:
-                if loop.time() - self._last_breach_check >= BREACH_EVERY:
-                    self._last_breach_check = loop.time()
-                    await self.check_breaches()
-                await self.run_due_jobs()
+                await self.check_breaches()
             except Exception:
-                log.exception("scheduler pass failed")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=TICK)
+                log.exception("SLA breach check failed")
+            await asyncio.sleep(self.breach_every)

@@ -33,6 +33,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
 from psycopg.rows import dict_row
+from psycopg.types.string import StrDumperUnknown
 
 from gateway.core.errors import GatewayError, Misconfigured, TemporaryFailure
 from gateway.core.tracking import format_tracking
@@ -141,6 +142,22 @@ class _BoolAsIntDumper(Dumper):
         return b"1" if obj else b"0"
 
 
+class _NulSafeStrDumper(StrDumperUnknown):
+    """Python str → text parameter; NUL becomes U+FFFD (issue #16, found by fuzzing).
+
+    PostgreSQL text cannot hold NUL (psycopg refuses it) and jsonb refuses the JSON escape
+    \\u0000: a customer's message carrying one would fail every retry with 503. SQLite stores
+    both as they are; here the one character is replaced so the message is kept.
+    """
+
+    def dump(self, obj: str) -> Any:
+        if "\x00" in obj:
+            obj = obj.replace("\x00", "\ufffd")
+        if "\\u0000" in obj:
+            obj = obj.replace("\\u0000", "\\ufffd")
+        return super().dump(obj)
+
+
 def configure_session(
     conn: psycopg.Connection[Any], lock_timeout_ms: int = 5000, statement_timeout_ms: int = 30000
 ) -> None:
@@ -168,6 +185,7 @@ def configure_adapters(conn: psycopg.Connection[Any]) -> None:
     adapters.register_loader("numeric", _NumberLoader)
     adapters.register_loader("bool", _BoolLoader)
     adapters.register_dumper(bool, _BoolAsIntDumper)
+    adapters.register_dumper(str, _NulSafeStrDumper)
 
 
 def connect_kwargs(instance: str = "gateway") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.core.auth import User, user_by_token
 from gateway.core.errors import Forbidden, NotFound, Rejected
+from gateway.core.health import DOWN, OK, database_state
 from gateway.core.model import CHANNELS, OPEN_STATUSES
 from gateway.core.services import gw_of
 from gateway.core.tracking import parse_tracking
@@ -275,11 +276,16 @@ def _provider_media(url: str | None) -> bool:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: 200 when the database answers, 503 otherwise."""
+    """GET /healthz → {"status": "ok"|"degraded", "instance", "database": "ok"|"read_only"|"down"};
+    503 only when the database cannot be reached at all (CONTRACT "Several instances")."""
     gw = gw_of(request)
-    if await gw.store.ping():
-        return web.json_response({"status": "ok"})
-    return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    state = await database_state(gw.store, gw.settings.instance, gw.clock())
+    body = {
+        "status": "ok" if state == OK else "degraded",
+        "instance": gw.settings.instance,
+        "database": state,
+    }
+    return web.json_response(body, status=503 if state == DOWN else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:

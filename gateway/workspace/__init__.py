@@ -20,6 +20,7 @@ from gateway.workspace import (
     openapi,
     pages,
     prefs,
+    quarantine,
     reports_page,
     sessions,
 )
@@ -41,6 +42,7 @@ def setup(gw: Gateway) -> None:
     pages.setup(gw.app)
     canned.setup(gw.app)
     reports_page.setup(gw.app)  # the supervisor's month
+    quarantine.setup(gw.app)  # supervisors: held items, release or discard
     prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)

@@ -6,7 +6,6 @@ echoed in the form) plus the Origin check; after, forms carry the session-bound 
 
 from __future__ import annotations
 
-import hmac
 import secrets
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from gateway.core.services import gw_of
+from gateway.web.http import same_secret
 from gateway.workspace import sessions
 from gateway.workspace.pages import page_context, page_user
 from gateway.workspace.web import render, same_origin
@@ -52,7 +52,7 @@ async def login_submit(request: web.Request) -> web.Response:
     if (
         not same_origin(request, gw.settings.public_url)
         or not cookie
-        or not hmac.compare_digest(cookie, supplied)
+        or not same_secret(supplied, cookie)
     ):
         return _login_form(
             request, error="El formulario caducó; intente otra vez.", status=403, name=name

@@ -50,6 +50,13 @@ def _object(**properties: J) -> J:
     return {"type": "object", "properties": properties}
 
 
+_HEALTH = _object(
+    status={"type": "string", "enum": ["ok", "degraded"]},
+    instance={"type": "string"},
+    database={"type": "string", "enum": ["ok", "read_only", "down"]},
+)
+
+
 def _param(name: str, where: str, schema: J, *, required: bool = True) -> J:
     return {"name": name, "in": where, "required": required, "schema": schema}
 
@@ -210,7 +217,16 @@ def document() -> J:
     names = ("level", "country", "status", "channel", "severity", "limit")
     query = [_param(n, "query", {"type": "string"}, required=False) for n in names]
     paths: J = {
-        "/healthz": {"get": _op("Health", _json({"type": "object"}), ("503",), security=[])},
+        "/healthz": {
+            "get": {
+                "summary": "Health: read_only/degraded when writes fail; 503 only when down",
+                "security": [],
+                "responses": {
+                    "200": _json(_HEALTH),
+                    "503": _json(_HEALTH, "The database cannot be reached"),
+                },
+            }
+        },
         "/metrics": {
             "get": _op(
                 "Prometheus metrics",
@@ -284,6 +300,54 @@ def document() -> J:
                     _param("format", "query", {"enum": ["json", "csv"]}, required=False),
                     _param("sheet", "query", {"enum": ["breaches", "penalties"]}, required=False),
                 ],
+            )
+        },
+        "/api/v1/quarantine": {
+            "get": _op(
+                "Held items: backscatter, failed processing, refused mail (supervisors)",
+                _json(
+                    _object(
+                        items={
+                            "type": "array",
+                            "items": _object(
+                                id={"type": "integer"},
+                                channel={"type": "string"},
+                                received_at={"type": "string"},
+                                reason={
+                                    "enum": [
+                                        "unmatched_bounce",
+                                        "processing_failed",
+                                        "auth_refused",
+                                    ]
+                                },
+                                summary={"type": "string"},
+                            ),
+                        }
+                    )
+                ),
+                agent,
+            )
+        },
+        "/api/v1/quarantine/{id}/release": {
+            "post": _op(
+                "Process a held item as a normal contact (supervisors)",
+                _json(
+                    _object(
+                        id={"type": "integer"},
+                        state={"const": "released"},
+                        tracking={"type": "string"},
+                    )
+                ),
+                ("404", *agent),
+                parameters=[_param("id", "path", {"type": "integer"})],
+            )
+        },
+        "/api/v1/quarantine/{id}/discard": {
+            "post": _op(
+                "Drop a held item (supervisors)",
+                _json(_object(id={"type": "integer"}, state={"const": "discarded"})),
+                ("404", *agent),
+                parameters=[_param("id", "path", {"type": "integer"})],
             )
         },
         "/api/v1/openapi.json": {

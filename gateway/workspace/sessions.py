@@ -35,7 +35,7 @@ from gateway.core.timeutil import iso
 from gateway.store.migration import Migration
 from gateway.store.tx import Tx
 from gateway.web.api import USER_KEY
-from gateway.web.http import client_address
+from gateway.web.http import client_address, same_secret
 
 COOKIE = "cmw_agent"
 LOGIN_CSRF_COOKIE = "cmw_login_csrf"
@@ -114,7 +114,7 @@ def encode_session(secret: str, session: Session) -> str:
 def decode_session(secret: str, value: str, now: datetime) -> Session | None:
     """The session of a cookie value, or None if forged, malformed or expired."""
     payload, _, mac = value.partition(".")
-    if not mac or not hmac.compare_digest(mac, _mac(secret, payload.encode())):
+    if not mac or not same_secret(mac, _mac(secret, payload.encode("utf-8", "surrogateescape"))):
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -153,7 +153,7 @@ def check_csrf(request: web.Request, supplied: str | None) -> bool:
     session = session_of(request)
     if session is None or not supplied:
         return False
-    return hmac.compare_digest(supplied, csrf_token(gw_of(request).secret_key, session.sid))
+    return same_secret(supplied, csrf_token(gw_of(request).secret_key, session.sid))
 
 
 async def authenticate(request: web.Request) -> User | None:

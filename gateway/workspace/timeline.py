@@ -30,6 +30,7 @@ EVENT_ES = {
     "follow_up_of": "Continuación de un incidente cerrado",
     "replied": "Respuesta enviada",
     "message_received": "Mensaje del cliente",
+    "message_edited": "El cliente editó su mensaje",
     "note_added": "Nota interna",
     "attachment_failed": "No se pudo descargar un adjunto",
     "delivery_failed": "Falló un envío al cliente",
@@ -116,6 +117,9 @@ def event_text(
         parts.append(f"estaba {STATUS_WORD.get(detail['from'], detail['from'])}")
     if kind in ("delivery_failed", "resolution_notice_queued") and detail.get("channel"):
         parts.append(f"por {CHANNEL_BY.get(detail['channel'], detail['channel'])}")
+    if kind == "message_edited" and "text" in detail:
+        parts.append(f"antes: «{str(detail.get('before') or '')[:300]}»")
+        parts.append(f"ahora: «{str(detail['text'])[:300]}»")
     if kind == "follow_up_of" and detail.get("tracking"):
         parts.append(str(detail["tracking"]))
     if kind == "callback_requested" and detail.get("scheduled_for"):

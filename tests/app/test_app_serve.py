@@ -69,7 +69,7 @@ def test_serve_with_no_settings_then_sigterm_exits_0(tmp_path: Path) -> None:
     )
     try:
         health = wait_http(f"http://127.0.0.1:{http}/healthz", time.monotonic() + 30)
-        assert health == {"status": "ok"}
+        assert health["status"] == "ok" and health["database"] == "ok"  # CONTRACT, instances
         assert (tmp_path / "var" / "gateway.db").exists()  # the embedded SQLite default
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

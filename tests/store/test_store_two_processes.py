@@ -263,5 +263,8 @@ async def test_a_killed_instances_leased_acknowledgements_are_sent_once_by_the_o
     received = sorted(rcpt for _, rcpts, _ in relay.messages for rcpt in rcpts)
     assert received == sorted(senders)  # each acknowledgement once
     rows = query(cluster_db, "SELECT status, attempts FROM outbox ORDER BY id")
-    assert rows == [("sent", 1)] * 3
+    # An attempt is counted when its row is claimed (issue 16: a row that kills its sender is
+    # not retried for ever): the rows A held when it died show that attempt too.
+    assert [status for status, _ in rows] == ["sent"] * 3
+    assert all(n in (1, 2) for _, n in rows) and any(n == 2 for _, n in rows)
     assert (await b.healthy())["status"] in ("ok", "degraded")

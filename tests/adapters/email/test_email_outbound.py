@@ -4,7 +4,6 @@ bounces about our mail, header injection, and a relay that is down, refusing or 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway.core.replies import queue_reply
@@ -170,15 +169,6 @@ async def test_bounce_of_our_acknowledgement_is_linked_never_a_new_incident(star
     assert count["n"] == 1
     bounced = await gw.store.read(lambda tx: tx.all("SELECT address FROM email_bounces"))
     assert bounced == [{"address": "ana@cliente.com"}]
-
-
-async def test_bounce_about_unknown_mail_is_stored_flagged_and_unanswered(start_email, relay):
-    gw = await start_email()
-    dsn = fixture("dsn.eml").replace(b"{{ORIGINAL_ID}}", b"<not-ours@elsewhere.example>")
-    tracking = await accepted(gw, dsn, mail_from="")
-    body = await incident_json(gw, tracking)
-    assert "bounce" in body["flags"] and json.dumps(body).count("User unknown") >= 1
-    assert await outbox_rows(gw) == []
 
 
 async def test_long_folded_references_of_a_gmail_thread_stay_well_formed(start_email, relay):

@@ -17,6 +17,7 @@ from typing import Any
 
 import dkim
 
+from gateway.core import quarantine
 from gateway.core.auth import add_user, hash_password
 from gateway.core.dns import DnsTempError
 from tests.adapters.email.conftest import (
@@ -34,9 +35,10 @@ CUSTOMER = "ana@bank.example"
 KEY = (FIXTURES / "dkim_test_key.pem").read_bytes()
 PUBLIC = (FIXTURES / "dkim_test_key.pub.b64").read_text().strip()
 BANK_DNS = {
-    # bank.example publishes DMARC p=reject, signs with DKIM selector s1, and its SPF does not
-    # list the loopback peer the tests send from (so only DKIM can make its mail pass).
-    ("_dmarc.bank.example", "TXT"): [b"v=DMARC1; p=reject; rua=mailto:dmarc@bank.example"],
+    # bank.example publishes DMARC p=none (failures are delivered, flagged), signs with DKIM
+    # selector s1, and its SPF does not list the loopback peer the tests send from (so only
+    # DKIM can make its mail pass).
+    ("_dmarc.bank.example", "TXT"): [b"v=DMARC1; p=none; rua=mailto:dmarc@bank.example"],
     ("s1._domainkey.bank.example", "TXT"): [f"v=DKIM1; k=rsa; p={PUBLIC}".encode()],
     ("bank.example", "TXT"): [b"v=spf1 ip4:192.0.2.0/24 -all"],
     # The attacker's own domain authorizes the attacker's server: SPF pass, but not aligned.
@@ -162,7 +164,7 @@ async def test_dmarc_fail_reported_by_the_trusted_relay(start_email: Any) -> Non
     # The relay's own header is the topmost; a forged one below it, or another host's, is
     # ignored.
     forged_below = {
-        "Authentication-Results": "mx.callmyway.com; spf=pass; dmarc=fail (p=reject)"
+        "Authentication-Results": "mx.callmyway.com; spf=pass; dmarc=fail (p=none)"
         " header.from=bank.example",
     }
     raw = message(f"Re: [{ana}]", msgid="<r2@evil.example>", headers=forged_below)
@@ -184,6 +186,40 @@ async def test_dmarc_fail_reported_by_the_trusted_relay(start_email: Any) -> Non
         mail_from=CUSTOMER,
     )
     assert tracking_of(text) == ana
+
+
+async def test_dmarc_fail_where_the_domain_asks_to_reject_is_held_in_the_quarantine(
+    start_email: Any,
+) -> None:
+    dns = FakeResolver({**BANK_DNS, ("_dmarc.bank.example", "TXT"): [b"v=DMARC1; p=reject"]})
+    gw = await start_email(resolver=dns)
+    forged = message("Urgente: cambien mi desvío", msgid="<q1@evil.example>")
+    code, text = await send(gw, forged, mail_from="mallory@evil.example")
+    assert (code, text) == (250, "2.0.0 Accepted for review")
+    held = await gw.store.read(quarantine.list_held)
+    assert [(h["channel"], h["reason"]) for h in held] == [("email", "auth_refused")]
+    assert "Urgente" in held[0]["summary"]
+    count = await gw.store.read(lambda tx: tx.one("SELECT count(*) AS n FROM incidents"))
+    assert count["n"] == 0  # never in the L1 queue
+    assert await acks(gw) == []  # and nothing sent to the forged address
+    # Ana's own signed mail from the same domain passes DMARC: an incident as always.
+    code, text = await send(
+        gw, signed(message("Sin tono", msgid="<q2@bank.example>")), mail_from=CUSTOMER
+    )
+    assert text.startswith("2.0.0 Accepted as CMW-")
+
+
+async def test_a_relay_reported_reject_policy_is_held_in_the_quarantine(start_email: Any) -> None:
+    gw = await start_email(RELAY, resolver=FakeResolver())
+    verdict = {
+        "Authentication-Results": "mx.callmyway.com; spf=pass;"
+        " dmarc=fail (p=REJECT sp=REJECT dis=NONE) header.from=bank.example"
+    }
+    raw = message("Factura", msgid="<q3@evil.example>", headers=verdict)
+    code, text = await send(gw, raw, mail_from="mallory@evil.example")
+    assert (code, text) == (250, "2.0.0 Accepted for review")
+    held = await gw.store.read(quarantine.list_held)
+    assert [h["reason"] for h in held] == ["auth_refused"]
 
 
 async def test_an_unreachable_dns_is_no_verdict(start_email: Any) -> None:

@@ -142,7 +142,7 @@ async def test_same_update_twice_is_one_message_and_one_ack(tg, bot_api) -> None
     assert await count(gw, "incidents") == 1
     assert await count(gw, "messages") == 1
     assert len(bot_api.sent()) == 1
-    receipt = await gw.store.read(lambda tx: tx.receipt("telegram", f"{BOT_ID}:9100"))
+    receipt = await gw.store.read(lambda tx: tx.receipt("telegram", f"{BOT_ID}:{CHAT}:9100"))
     assert json.loads(receipt["raw"])["message"]["text"].startswith("Buenas")
 
 
@@ -151,13 +151,7 @@ async def test_unknown_and_unanswered_updates_are_stored_and_answered_200(tg, bo
     chat_user = {"id": CHAT, "is_bot": False, "first_name": "Ana"}
     me = {"id": int(BOT_ID), "is_bot": True, "first_name": "CallMyWay Soporte"}
     updates = [
-        {
-            "update_id": 500,
-            "edited_message": {
-                **message(0, "corrijo: sin tono")["message"],
-                "edit_date": 1764514900,
-            },
-        },
+        # (edited_message updates reach their incident: test_telegram_dedupe_edits.py)
         {
             "update_id": 501,
             "channel_post": {
@@ -189,14 +183,13 @@ async def test_unknown_and_unanswered_updates_are_stored_and_answered_200(tg, bo
         lambda tx: tx.all("SELECT * FROM telegram_updates ORDER BY update_id")
     )
     assert [(r["update_id"], r["update_type"], r["state"]) for r in rows] == [
-        (500, "edited_message", "ignored"),
         (501, "channel_post", "ignored"),
         (502, "my_chat_member", "ignored"),
         (503, "some_future_update", "ignored"),
         (504, "message", "ignored"),
     ]
-    assert json.loads(rows[3]["raw"]) == updates[3]
-    assert rows[2]["chat_id"] == str(CHAT)
+    assert json.loads(rows[2]["raw"]) == updates[2]
+    assert rows[1]["chat_id"] == str(CHAT)
     await settle(gw)
     assert await count(gw, "incidents") == 0
     assert bot_api.sent() == []

@@ -104,3 +104,43 @@ async def test_agent_reply_to_click2call_speaks_spanish(
     say = ET.fromstring(request["Twiml"]).find("Say")
     assert say is not None and say.get("language") == "es-MX"
     assert "Mensaje de su agente: Ya reiniciamos su central." in (say.text or "")
+
+
+async def test_a_reply_call_whose_answer_was_lost_is_reconciled_never_rung_twice(
+    start_app: Any, voice_settings: Any, fake_twilio: Any, agent_token: Any, clock: Any
+) -> None:
+    """Checklist T12 for agents' phone replies: Twilio created the call but its answer never
+    came back; the retry looks the call up by its marker (to, from, since) and places none."""
+    from adapters.twilio.calls import CALL_API, CallApi
+
+    client, gw = await start_app(voice_settings(), adapters=VOICE_ADAPTERS)
+    gw.extras[CALL_API] = CallApi(gw, timeout=0.5)  # give up on the lost answer quickly
+    token = await agent_token(gw)
+    await post_signed(
+        client, "/webhooks/twilio/voice", voice_form("CA" + "e" * 32, CALLER, US_LINE)
+    )
+    tracking = (await gw.store.read(lambda tx: tx.one("SELECT tracking FROM incidents")))[
+        "tracking"
+    ]
+    fake_twilio.mode = "timeout"
+    await reply(client, token, tracking, "Ya quedó su línea; pruebe por favor.")
+
+    async def reply_row() -> Any:
+        return await gw.store.read(lambda tx: tx.one("SELECT * FROM outbox WHERE kind = 'reply'"))
+
+    async def failed_once() -> bool:
+        row = await reply_row()
+        return row["status"] == "pending" and row["attempts"] == 1
+
+    await wait_until(failed_once, "the first attempt to time out")
+    row = await reply_row()
+    assert "no answer from Twilio" in row["last_error"]
+    assert len(fake_twilio.calls) == 1  # the customer's phone rang once already
+    fake_twilio.mode = "ok"
+    fake_twilio.release.set()
+    clock.advance(minutes=30)
+    gw.outbox.wake()
+    await wait_until(lambda: sent(gw), "the reply to be reconciled")
+    row = await reply_row()
+    assert row["status"] == "sent" and row["provider_id"] == fake_twilio.calls[0]["sid"]
+    assert len(fake_twilio.requests) == 1 and len(fake_twilio.calls) == 1  # never rung twice

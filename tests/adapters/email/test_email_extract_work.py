@@ -1,0 +1,90 @@
+"""Email bodies are never stuck until a restart: any pending body (a DATA handler cancelled
+after its commit, a released or replayed item) is found and extracted by the running process,
+a failed extraction is retried with backoff, and each body is claimed by one worker at a time
+(several instances on PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from adapters.email import extract as extract_module
+from adapters.email.extract import KIND, PENDING
+from gateway.core import quarantine
+from gateway.core.model import Contact, Inbound
+from tests.adapters.email.conftest import incident_json, mail
+
+
+def pending_mail(raw: bytes, pid: str, clock: Any) -> Inbound:
+    """A mail committed as the SMTP handler commits it (body to be extracted later)."""
+    return Inbound(
+        channel="email",
+        provider_id=pid,
+        contact=Contact(email="ana@cliente.com"),
+        text="",
+        received_at=clock(),
+        subject="Sin tono",
+        raw=raw,
+        flags=(PENDING,),
+    )
+
+
+async def test_a_body_nobody_submitted_is_extracted_without_a_restart(start_email, clock):
+    gw = await start_email(with_relay=False)
+    # Committed, but its handler was cancelled before it could hand the body over.
+    raw = mail(body="Cuerpo de un DATA cancelado tras el commit.")
+    receipt = await gw.intake.accept(pending_mail(raw, "<cancelled@cliente.com>", clock))
+    gw.extras["email_extractor"].wake()
+    body = await incident_json(gw, receipt.tracking)  # waits for the extractor to be idle
+    assert body["messages"][0]["body"] == "Cuerpo de un DATA cancelado tras el commit."
+    assert PENDING not in body["flags"]
+
+
+async def test_a_failed_extraction_is_retried_with_backoff(start_email, clock, monkeypatch):
+    gw = await start_email(with_relay=False)
+    real = extract_module.extract_body
+    failures = {"left": 1}
+
+    def flaky(raw: bytes, limit: int) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise MemoryError("parser ran out of memory")
+        return real(raw, limit)
+
+    monkeypatch.setattr(extract_module, "extract_body", flaky)
+    raw = mail(body="Segundo intento.")
+    receipt = await gw.intake.accept(pending_mail(raw, "<retry@cliente.com>", clock))
+    extractor = gw.extras["email_extractor"]
+    await extractor.idle()
+    row = await gw.store.read(lambda tx: tx.one("SELECT body, flags FROM messages"))
+    assert row["body"] == "" and PENDING in json.loads(row["flags"])  # waits for its retry
+    claim = await gw.store.read(lambda tx: tx.one("SELECT * FROM work_claims"))
+    assert claim["attempts"] == 1 and "MemoryError" in claim["last_error"]
+    clock.advance(seconds=3)  # the backoff of a first failure: 2 s
+    body = await incident_json(gw, receipt.tracking)
+    assert body["messages"][0]["body"] == "Segundo intento."
+    assert await gw.store.read(lambda tx: tx.one("SELECT * FROM work_claims")) is None
+
+
+async def test_each_pending_body_is_claimed_by_one_worker_at_a_time(start_email, clock):
+    gw = await start_email(with_relay=False)
+    await gw.extras["email_extractor"].stop()  # only the claims themselves are looked at
+    now = clock()
+    lease = timedelta(seconds=25)
+    first = await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7, 8], now, lease))
+    second = await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7, 8], now, lease))
+    assert first == {7: 1, 8: 1} and second == {}  # another instance finds them taken
+    later = now + timedelta(seconds=26)  # the first worker died: its lease ran out
+    again = await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7], later, lease))
+    assert again == {7: 2}
+    retry_at = later + timedelta(seconds=8)
+    await gw.store.transact(lambda tx: quarantine.fail_work(tx, KIND, 7, later, retry_at, "x"))
+    soon = later + timedelta(seconds=1)
+    assert (
+        await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7], soon, lease)) == {}
+    )
+    due = retry_at + timedelta(seconds=1)
+    assert await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7], due, lease)) == {
+        7: 3
+    }
