@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from config.alarms import read_alarms
 from config.settings import (
     AgentSettings,
     Click2CallSettings,
@@ -309,6 +310,7 @@ def _build(r: _Reader) -> Settings:
             base_delay=r.duration("outbox", "base_delay"),
             max_delay=r.duration("outbox", "max_delay"),
         ),
+        alarms=read_alarms(r),
         effective=r.tree,
     )
 

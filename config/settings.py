@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from config.alarms import AlarmSettings
 from routing.model import RoutingConfig
 
 
@@ -226,4 +227,5 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     penalties: PenaltySettings = field(default_factory=PenaltySettings)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the NOC's thresholds
     effective: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -18,12 +18,13 @@ from aiohttp import web
 
 from config.settings import Settings
 from gateway import workspace
-from gateway.core import feedback, health, quarantine, retention
+from gateway.core import feedback, health, noc, quarantine, retention
 from gateway.core.bus import Bus
 from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
 from gateway.core.metrics import Metrics
 from gateway.core.outbox import Outbox
+from gateway.core.providers import ProviderHealth
 from gateway.core.scheduler import Scheduler
 from gateway.core.services import GW, AdapterSetup, Gateway
 from gateway.core.texts import Texts
@@ -31,7 +32,7 @@ from gateway.core.timeutil import Clock, parse_iso, utcnow
 from gateway.store.postgres import PostgresStore, is_postgres_url
 from gateway.store.protocol import Store
 from gateway.store.sqlite import SqliteStore, sqlite_path
-from gateway.web import api, listen, reports
+from gateway.web import api, forensics, listen, reports
 from gateway.web.http import BODY_TIMEOUT, SLOW_WEBHOOK, error_middleware, input_middleware
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def create_app(
         scheduler=Scheduler(store, clock, metrics, bus),
         app=app,
         resolver=resolver,
+        providers=ProviderHealth(clock, metrics),
     )
     app[GW] = gw
     gw.add_migrations("feedback", feedback.MIGRATIONS)  # csat, recently resolved conversations
@@ -123,6 +125,9 @@ def create_app(
     api.setup(app)
     workspace.setup(gw)  # agent pages, sessions and the life-cycle actions API
     reports.setup(app)
+    gw.add_migrations("forensics", forensics.MIGRATIONS)  # search and event-history indexes
+    forensics.setup(app)  # incident search, event history, complete record, alarm episodes
+    noc.setup(gw)  # NOC alarms: thresholds, episodes, notices (README "The NOC")
     if adapters is None:
         from adapters import ADAPTERS
 

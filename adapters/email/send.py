@@ -63,7 +63,16 @@ class EmailSender:
         except (ValueError, TypeError) as exc:  # a header the email package refuses
             reason = f"could not build the message: {type(exc).__name__}"
             raise SendError(reason, permanent=True) from exc
-        await self._deliver(msg, recipient)
+        try:
+            await self._deliver(msg, recipient)
+        except SendError as exc:
+            # A permanent refusal is the relay answering: it is up (adapter health, NOC).
+            if exc.permanent:
+                self.gw.providers.ok("smtp")
+            else:
+                self.gw.providers.failed("smtp", exc.reason)
+            raise
+        self.gw.providers.ok("smtp")
         return str(msg["Message-ID"])
 
     async def _incident(self, incident_id: int | None) -> dict[str, Any]:

@@ -131,7 +131,17 @@ class TelegramChannel:
         """Outbox sender for channel "telegram" (kinds ack, reply, notice)."""
         if self.bot is None:  # shutting down: the row stays queued for the next start
             raise SendError("the Telegram bot is not running")
-        return await send_text(self.bot, item)
+        try:
+            sent = await send_text(self.bot, item)
+        except SendError as exc:
+            # A refusal (blocked chat, flood control) is an answer: the Bot API is up.
+            if exc.permanent or exc.retry_after is not None:
+                self.gw.providers.ok("telegram")
+            else:
+                self.gw.providers.failed("telegram", exc.reason)
+            raise
+        self.gw.providers.ok("telegram")
+        return sent
 
     async def webhook(self, request: web.Request) -> web.Response:
         """POST /webhooks/telegram: 200 only once the update is committed."""

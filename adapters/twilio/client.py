@@ -14,6 +14,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from config.settings import Settings
+from gateway.core.providers import ProviderHealth
 
 if TYPE_CHECKING:
     from gateway.core.services import Gateway
@@ -29,23 +30,36 @@ class BoundedTwilioHttpClient(AsyncTwilioHttpClient):
     never used. An outbox sender must not hang forever on a silent API, so default to it.
     """
 
+    health: ProviderHealth | None = None  # where each call's outcome is recorded (NOC alarms)
+
     async def request(
         self,
         *args: Any,
         timeout: float | None = None,  # noqa: ASYNC109 - the library method's signature
         **kwargs: Any,
     ) -> Any:
-        """Make the request with the client's timeout unless the caller gave one."""
-        return await super().request(*args, timeout=timeout or self.timeout, **kwargs)
+        """Make the request with the client's timeout unless the caller gave one; the outcome
+        goes to the adapter health (`health`) when set: 5xx or no answer is a failure."""
+        try:
+            response = await super().request(*args, timeout=timeout or self.timeout, **kwargs)
+        except Exception as exc:
+            if self.health is not None:
+                self.health.failed("twilio", f"{type(exc).__name__}: {exc}")
+            raise
+        if self.health is not None:
+            status = getattr(response, "status_code", 200)
+            if status >= 500:
+                self.health.failed("twilio", f"Twilio answered {status}")
+            else:
+                self.health.ok("twilio")
+        return response
 
 
-def make_client(settings: Settings) -> Client:
+def make_client(settings: Settings, health: ProviderHealth | None = None) -> Client:
     """A Twilio REST client on the async HTTP client, pointed at TWILIO_API_BASE."""
-    client = Client(
-        settings.twilio.account_sid,
-        settings.twilio.auth_token,
-        http_client=BoundedTwilioHttpClient(timeout=10),
-    )
+    http = BoundedTwilioHttpClient(timeout=10)
+    http.health = health
+    client = Client(settings.twilio.account_sid, settings.twilio.auth_token, http_client=http)
     client.api.base_url = settings.twilio.api_base
     return client
 
@@ -66,7 +80,7 @@ def install_client(gw: Gateway) -> None:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if gw.settings.twilio.enabled:
-            gw.extras[TWILIO_CLIENT] = make_client(gw.settings)
+            gw.extras[TWILIO_CLIENT] = make_client(gw.settings, gw.providers)
         yield
         client = gw.extras.pop(TWILIO_CLIENT, None)
         if client is not None:

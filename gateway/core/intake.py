@@ -614,6 +614,7 @@ class Intake:
         self.clock = clock
         self.bus = bus
         self.metrics = metrics
+        self.temporary_failures = 0  # since start: nothing committed, the sender retries (NOC)
         self.on_commit: Callable[[], None] | None = None  # wakes the outbox: an ack is queued
         self._turn_now: datetime | None = None
 
@@ -658,6 +659,9 @@ class Intake:
         try:
             receipt = await self.store.transact(lambda tx: apply_inbound(tx, msg, now, self.ctx))
             outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
+        except TemporaryFailure:
+            self.temporary_failures += 1
+            raise
         except GatewayError:
             raise
         except Exception as exc:  # a processing bug: keep the input for replay, sender retries

@@ -54,6 +54,18 @@ class Metrics:
             ["channel", "reason"],
             registry=r,
         )
+        self.provider_last_ok = Gauge(
+            "gateway_provider_last_ok_timestamp_seconds",
+            "Unix time of the last successful call to a provider (twilio, telegram, smtp)",
+            ["provider"],
+            registry=r,
+        )
+        self.provider_failing_since = Gauge(
+            "gateway_provider_failing_since_timestamp_seconds",
+            "Unix time of the first failed call since the last success (0: not failing)",
+            ["provider"],
+            registry=r,
+        )
         # labels() looks its child up under a lock on every call: the hot path keeps its own.
         self._intake_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 

@@ -19,6 +19,7 @@ from gateway.core.dns import Resolver
 from gateway.core.intake import Intake
 from gateway.core.metrics import Metrics
 from gateway.core.outbox import Outbox
+from gateway.core.providers import ProviderHealth
 from gateway.core.replies import ReplyGuard
 from gateway.core.scheduler import Scheduler
 from gateway.core.texts import Texts
@@ -51,6 +52,7 @@ class Gateway:
     reply_guards: dict[str, ReplyGuard] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     resolver: Resolver | None = None  # DNS for sender authentication; None: the system's
+    providers: ProviderHealth = field(default_factory=ProviderHealth)  # adapter health (NOC)
 
     def add_migrations(self, component: str, migrations: list[Migration]) -> None:
         """Tables an adapter owns, applied after the core's at start."""

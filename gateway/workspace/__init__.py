@@ -16,6 +16,7 @@ from gateway.workspace import (
     forms,
     live,
     login,
+    noc_pages,
     openapi,
     pages,
     prefs,
@@ -45,4 +46,5 @@ def setup(gw: Gateway) -> None:
     prefs.setup(gw.app)
     forms.setup(gw.app)
     live.setup(gw.app)
+    noc_pages.setup(gw.app)  # search results, event history, printable record, alarms
     gw.app.router.add_static("/static/agent/", STATIC, name="agent_static")

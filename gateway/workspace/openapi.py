@@ -356,6 +356,7 @@ def document() -> J:
     }
     for name in ACTION_BODIES:
         paths[f"/api/v1/incidents/{{tracking}}/{name}"] = _action(name)
+    paths.update(_noc_paths(agent))
     return {
         "openapi": "3.1.0",
         "info": {"title": "CallMyWay intake gateway", "version": "1"},
@@ -368,6 +369,64 @@ def document() -> J:
                 "session": {"type": "apiKey", "in": "cookie", "name": "cmw_agent"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             },
+        },
+    }
+
+
+def _noc_paths(agent: tuple[str, ...]) -> J:
+    """Search, forensics and alarms (README "The NOC")."""
+    page = [
+        _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}, required=False),
+        _param("cursor", "query", {"type": "string"}, required=False),
+    ]
+    listed = {"type": "array", "items": {"type": "object"}}
+    cursor = _nullable("string")
+    text = {"type": "string"}
+    return {
+        "/api/v1/incidents": {
+            "get": _op(
+                "Incidents by tracking number, name, email, phone or text, newest first",
+                _json(
+                    _object(
+                        q=text,
+                        incidents={"type": "array", "items": _ref("IncidentSummary")},
+                        next=cursor,
+                    )
+                ),
+                ("400", *agent),
+                parameters=[_param("q", "query", {"type": "string", "minLength": 3}), *page],
+            )
+        },
+        "/api/v1/events": {
+            "get": _op(
+                "The event history by tracking, contact, channel, kind and time range",
+                _json(_object(events=listed, next=cursor)),
+                ("400", *agent),
+                parameters=[
+                    _param(n, "query", text, required=False)
+                    for n in ("tracking", "contact", "channel", "kind", "from", "to")
+                ]
+                + page,
+            )
+        },
+        "/api/v1/incidents/{tracking}/record": {
+            "get": _op(
+                "One incident's complete record: messages, attachments, events, deliveries",
+                _json({"type": "object"}),
+                ("404", *agent),
+                parameters=[TRACKING],
+            )
+        },
+        "/api/v1/alarms": {
+            "get": _op(
+                "NOC alarm episodes, newest first (supervisors)",
+                _json(_object(alarms=listed, next=cursor)),
+                ("400", *agent),
+                parameters=[
+                    _param("state", "query", {"enum": ["all", "open"]}, required=False),
+                    *page,
+                ],
+            )
         },
     }
 

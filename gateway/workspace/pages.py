@@ -275,13 +275,19 @@ async def timeline_fragment(request: web.Request) -> web.Response:
 
 
 async def find_page(request: web.Request) -> web.Response:
-    """GET /agent/buscar?tracking=...: open an incident by its number (access checked there)."""
+    """GET /agent/buscar?q=...: a tracking number opens its incident (access checked there);
+    anything else lists the incidents whose contact or text matches."""
     user = await page_user(request)
-    tracking = parse_tracking(request.query.get("tracking", "").strip().upper())
-    if tracking is None:
+    query = (request.query.get("q") or request.query.get("tracking") or "").strip()
+    tracking = parse_tracking(query.upper())
+    if tracking is not None:
+        raise web.HTTPSeeOther(f"/agent/incidents/{tracking}")
+    if query.upper().startswith("CMW-"):  # meant as a number: never taken for another one
         message = "Ese no es un número de seguimiento válido (p. ej. CMW-0000042-7)."
         return render("error.html", status=400, user=user, message=message)
-    raise web.HTTPSeeOther(f"/agent/incidents/{tracking}")
+    from gateway.workspace.noc_pages import search_results  # the NOC pages build on these
+
+    return await search_results(request, user, query)
 
 
 async def _to_queue(request: web.Request) -> web.Response:
