@@ -57,6 +57,7 @@ from gateway.core.tracking import format_tracking
 from gateway.store.postgres import PostgresStore
 from gateway.store.schema import CORE
 from gateway.store.sqlite import _apply_migrations
+from gateway.web.api import QUEUE_SELECT, QUEUE_SELECT_SQLITE
 from gateway.workspace.sessions import MIGRATIONS as WORKSPACE
 
 TOKEN = "bench-token-" + "x" * 32
@@ -74,9 +75,12 @@ INCIDENT_COLUMNS = (
     " contact_id, occurred_at, registered_at, registered_by, attention_due, solution_due,"
     " urgent_due, updated_at"
 )
-QUEUE_SQL = (
-    "SELECT * FROM incidents WHERE level = 'L1'"
-    " AND status IN ('new', 'in_progress', 'waiting_customer') ORDER BY urgent_due, id LIMIT 50"
+# The queue API's own query (contact joined), for its plan on each database.
+QUEUE_SQL = QUEUE_SELECT.replace("i.level = ?", "i.level = 'L1'") + (
+    " ORDER BY i.urgent_due, i.id LIMIT 50"
+)
+QUEUE_SQL_SQLITE = QUEUE_SELECT_SQLITE.replace("i.level = ?", "i.level = 'L1'") + (
+    " ORDER BY i.urgent_due, i.id LIMIT 50"
 )
 
 
@@ -163,7 +167,7 @@ def load_sqlite(path: str, total: int, open_count: int) -> None:
     )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
-    plan = conn.execute("EXPLAIN QUERY PLAN " + QUEUE_SQL).fetchall()
+    plan = conn.execute("EXPLAIN QUERY PLAN " + QUEUE_SQL_SQLITE).fetchall()
     print("  SQLite queue plan:", " | ".join(r[3] for r in plan))
     conn.close()
 

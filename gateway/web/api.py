@@ -118,6 +118,12 @@ QUEUE_SELECT = (
     # The open-status condition is written literally so SQLite picks the partial index.
     " AND i.status IN ('new', 'in_progress', 'waiting_customer')"
 )
+# SQLite's planner, once statistics exist, may prefer the counting index incidents_open_depth
+# (status, level, country) and sort every open incident of the level for each page (150 ms at
+# 1 M incidents); the queue index gives the rows already in order. PostgreSQL plans it right.
+QUEUE_SELECT_SQLITE = QUEUE_SELECT.replace(
+    "FROM incidents i ", "FROM incidents i INDEXED BY incidents_queue ", 1
+)
 
 
 def queue_rows(
@@ -127,7 +133,7 @@ def queue_rows(
 
     One query (contact joined by its key): a queue page is read many times a second.
     """
-    sql = QUEUE_SELECT
+    sql = QUEUE_SELECT_SQLITE if tx.dialect == "sqlite" else QUEUE_SELECT
     params: list[Any] = [level]
     for column, value in filters.items():
         sql += f" AND i.{column} = ?"
