@@ -185,7 +185,8 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         text = msg.text or str(msg.meta.get("text_preview") or "")
         kind, score = feedback.classify_row(target, text, now, windows, bool(msg.attachments))
         if kind != "message":
-            return _record_follow_up(tx, msg, now, ctx, target, sender, (kind, score))
+            outcome = (kind, score)
+            return _record_follow_up(tx, msg, now, ctx, target, sender, previous, outcome)
     follow_up_of = None
     if target is not None and target["status"] == "closed":
         follow_up_of, target = target["tracking"], None
@@ -210,6 +211,20 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
             for event in events:
                 tx.insert_event(target["id"], event.at, event.actor, event.kind, event.detail)
             target = tx.incident(target["id"]) or target
+    message_id = _keep(tx, msg, now, target, sender, previous)
+    receipt = _receipt(
+        ctx, tx, target, message_id, created=created, duplicate=False, name=display_name(msg)
+    )
+    if created and msg.acknowledge:
+        _queue_ack(tx, msg, now, target, receipt)
+    return receipt
+
+
+def _keep(
+    tx: Tx, msg: Inbound, now: datetime, target: Row, sender: str | None, previous: Row | None
+) -> int:
+    """Store the message on `target` and its receipt; a receipt shunted earlier (now processed
+    by a retry or `replay`) leaves the quarantine. Returns the message id."""
     message_id = _store_message(tx, msg, now, target["id"], sender)
     if previous is not None and previous["state"] == "shunted":
         quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
@@ -221,12 +236,7 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         message_id=message_id,
         raw=msg.raw,
     )
-    receipt = _receipt(
-        ctx, tx, target, message_id, created=created, duplicate=False, name=display_name(msg)
-    )
-    if created and msg.acknowledge:
-        _queue_ack(tx, msg, now, target, receipt)
-    return receipt
+    return message_id
 
 
 def _customer_severity(
@@ -251,20 +261,12 @@ def _record_follow_up(
     ctx: IntakeContext,
     target: Row,
     sender: str | None,
+    previous: Row | None,
     outcome: tuple[feedback.FollowUp, int | None],
 ) -> Receipt:
     """A CSAT answer or a bare thanks: kept on the incident, which stays as it is."""
     feedback.record(tx, target, outcome[0], outcome[1], now)
-    message_id = _store_message(tx, msg, now, target["id"], sender)
-    quarantine.resolve_shunted(tx, msg.channel, msg.provider_id, target["tracking"], now)
-    tx.insert_receipt(
-        msg.channel,
-        msg.provider_id,
-        now,
-        incident_id=target["id"],
-        message_id=message_id,
-        raw=msg.raw,
-    )
+    message_id = _keep(tx, msg, now, target, sender, previous)
     row = tx.incident(target["id"]) or target
     return _receipt(
         ctx,
