@@ -25,6 +25,7 @@ from config.loader import load_settings
 from config.settings import Settings
 from gateway.app import create_app
 from gateway.core.auth import add_user, create_token
+from gateway.core.model import Contact, Inbound
 from gateway.core.services import GW, Gateway
 from tests.pgcluster import Cluster, find_bindir
 
@@ -217,3 +218,33 @@ def agent_token() -> Callable[..., Awaitable[str]]:
         return await gw.store.transact(create)
 
     return make
+
+
+@pytest.fixture
+def full_settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every channel on (Twilio and Telegram credentials), every provider API unreachable
+    (loopback port 9): only the gateway's own endpoints are exercised, never the network."""
+    return make_settings(
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        TWILIO_AUTH_TOKEN="twilio-token",
+        TWILIO_API_BASE="http://127.0.0.1:9",
+        TELEGRAM_BOT_TOKEN="123:abc",
+        TELEGRAM_WEBHOOK_SECRET="s3cret",
+        TELEGRAM_API_BASE="http://127.0.0.1:9",
+    )
+
+
+async def whatsapp_incident(gw: Gateway, provider_id: str) -> str:
+    """A WhatsApp incident taken straight through the intake (no acknowledgement); its tracking."""
+    receipt = await gw.intake.accept(
+        Inbound(
+            channel="whatsapp",
+            provider_id=provider_id,
+            contact=Contact(phone="+50688880000"),
+            text="hola",
+            received_at=gw.clock(),
+            thread_by_contact=True,
+            acknowledge=False,
+        )
+    )
+    return receipt.tracking

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from gateway.core.model import Contact, Inbound
 from gateway.workspace.actions import ACTIONS
+from tests.conftest import whatsapp_incident
 from tests.fuzz.test_fuzz_parsers import JSON, chat_frames, telegram_updates
 
 # The gateway's own code (outbox jitter) uses `random` on the loop thread while hypothesis
@@ -61,21 +61,6 @@ async def status_of(client: Any, path: str, **kwargs: Any) -> tuple[int, str]:
     return resp.status, (await resp.text())[:300]
 
 
-async def an_incident(gw: Any) -> str:
-    receipt = await gw.intake.accept(
-        Inbound(
-            channel="whatsapp",
-            provider_id="SMfuzz",
-            contact=Contact(phone="+50688880000"),
-            text="hola",
-            received_at=gw.clock(),
-            thread_by_contact=True,
-            acknowledge=False,
-        )
-    )
-    return receipt.tracking
-
-
 AGENT_FIELDS = st.sampled_from(
     [
         "text",
@@ -108,7 +93,7 @@ async def test_fuzz_click2call_and_agent_api_bodies(
     start_app: Any, fuzz_settings: Any, agent_token: Any
 ) -> None:
     client, gw = await start_app(fuzz_settings)
-    tracking = await an_incident(gw)
+    tracking = await whatsapp_incident(gw, "SMfuzz")
     token = await agent_token(gw, "jefa", "supervisor")
     paths = ["/api/v1/click2call", *(f"/api/v1/incidents/{tracking}/{a}" for a in ACTIONS)]
     loop = asyncio.get_running_loop()
@@ -280,7 +265,7 @@ async def test_regression_nul_in_texts_is_kept_not_a_503_for_ever(
     }
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
     assert (await client.post("/webhooks/telegram", json=update, headers=headers)).status == 200
-    tracking = await an_incident(gw)
+    tracking = await whatsapp_incident(gw, "SMfuzz")
     auth = {"Authorization": f"Bearer {await agent_token(gw)}"}
     path = f"/api/v1/incidents/{tracking}"
     resp = await client.post(f"{path}/reply", json={"text": "hola\x00 \\u0000"}, headers=auth)

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from gateway.core.model import Contact, Inbound
 from gateway.workspace.actions import ACTIONS
+from tests.conftest import whatsapp_incident
 
 BAD_BODIES = [
     (b"", "application/json"),
@@ -18,37 +16,16 @@ BAD_BODIES = [
 ]
 
 
-@pytest.fixture
-def full_settings(make_settings):
-    return make_settings(
-        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-        TWILIO_AUTH_TOKEN="twilio-token",
-        TELEGRAM_BOT_TOKEN="123:abc",
-        TELEGRAM_WEBHOOK_SECRET="s3cret",
-        TELEGRAM_API_BASE="http://127.0.0.1:9",  # unreachable: only the webhook is exercised
-    )
-
-
 async def test_malformed_bodies_never_give_a_500(start_app, full_settings, agent_token):
     client, gw = await start_app(full_settings)
-    r = await gw.intake.accept(
-        Inbound(
-            channel="whatsapp",
-            provider_id="SMbad",
-            contact=Contact(phone="+50688880000"),
-            text="hola",
-            received_at=gw.clock(),
-            thread_by_contact=True,
-            acknowledge=False,
-        )
-    )
+    tracking = await whatsapp_incident(gw, "SMbad")
     auth = {"Authorization": f"Bearer {await agent_token(gw, 'jefa', 'supervisor')}"}
     paths = set()
     for resource in gw.app.router.resources():
         info = resource.get_info()
         path = info.get("path") or info.get("formatter")
         if path and any(route.method == "POST" for route in resource):
-            path = path.replace("{tracking}", r.tracking)
+            path = path.replace("{tracking}", tracking)
             if "{action}" in path:
                 paths.update(path.replace("{action}", a) for a in ACTIONS)
             else:

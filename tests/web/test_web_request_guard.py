@@ -13,6 +13,7 @@ import pytest
 
 from gateway.core.model import Contact, Inbound
 from gateway.workspace.actions import ACTIONS
+from tests.conftest import whatsapp_incident
 
 DEEP = b"[" * 100_000 + b"]" * 100_000  # 200 KB, 100,000 levels
 HUGE_NUMBER = b'{"text": ' + b"9" * 5000 + b"}"
@@ -20,18 +21,6 @@ HUGE_INT_IN_ARRAY = b'{"text": "x", "n": [' + b"1" * 4301 + b"]}"
 SURROGATE = b'{"text": "\\ud800", "name": "\\udfff", "phone": "+50688887777",'
 SURROGATE += b' "severity": "S2", "level": "L2", "reason": "\\ud800", "category": "consulta",'
 SURROGATE += b' "resolution": "\\ud800"}'
-
-
-@pytest.fixture
-def full_settings(make_settings: Any) -> Any:
-    """Every channel on (Twilio and Telegram credentials; Telegram's API unreachable)."""
-    return make_settings(
-        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-        TWILIO_AUTH_TOKEN="twilio-token",
-        TELEGRAM_BOT_TOKEN="123:abc",
-        TELEGRAM_WEBHOOK_SECRET="s3cret",
-        TELEGRAM_API_BASE="http://127.0.0.1:9",
-    )
 
 
 JSON_CASES = [
@@ -58,26 +47,11 @@ async def post_paths(gw: Any, tracking: str) -> list[str]:
     return sorted(paths)
 
 
-async def an_incident(gw: Any) -> str:
-    receipt = await gw.intake.accept(
-        Inbound(
-            channel="whatsapp",
-            provider_id="SMguard",
-            contact=Contact(phone="+50688880000"),
-            text="hola",
-            received_at=gw.clock(),
-            thread_by_contact=True,
-            acknowledge=False,
-        )
-    )
-    return receipt.tracking
-
-
 async def test_bad_json_is_400_naming_the_problem_on_every_route(
     start_app: Any, full_settings: Any, agent_token: Any
 ) -> None:
     client, gw = await start_app(full_settings)
-    tracking = await an_incident(gw)
+    tracking = await whatsapp_incident(gw, "SMguard")
     auth = {"Authorization": f"Bearer {await agent_token(gw, 'jefa', 'supervisor')}"}
     paths = await post_paths(gw, tracking)
     for needed in (
@@ -111,7 +85,7 @@ async def test_content_encoding_is_415_before_any_handler(
     start_app: Any, full_settings: Any, agent_token: Any, encoding: str, body: bytes
 ) -> None:
     client, gw = await start_app(full_settings)
-    tracking = await an_incident(gw)
+    tracking = await whatsapp_incident(gw, "SMguard")
     auth = {"Authorization": f"Bearer {await agent_token(gw)}"}
     for path in (
         f"/api/v1/incidents/{tracking}/note",
@@ -150,7 +124,7 @@ async def test_non_ascii_credentials_are_400_not_500(
     start_app: Any, full_settings: Any, header: bytes
 ) -> None:
     client, gw = await start_app(full_settings)
-    tracking = await an_incident(gw)
+    tracking = await whatsapp_incident(gw, "SMguard")
     port = client.server.port
     for path in (
         f"/api/v1/incidents/{tracking}/note",
