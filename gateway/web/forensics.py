@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.core.auth import User
 from gateway.core.errors import Forbidden, Rejected
 from gateway.core.model import CHANNELS
 from gateway.core.noc import episode_json, list_episodes
-from gateway.core.services import gw_of
+from gateway.core.services import Gateway, gw_of
 from gateway.core.timeutil import iso, parse_iso
 from gateway.core.tracking import parse_tracking
 from gateway.store.migration import Migration
@@ -345,17 +346,21 @@ async def events(request: web.Request) -> web.Response:
     return json_body({"events": [event_json(r) for r in rows], "next": cursor})
 
 
-async def record(request: web.Request) -> web.Response:
-    """GET /api/v1/incidents/{tracking}/record: the complete record, for an investigation."""
-    user = await current_user(request)
-    gw = gw_of(request)
-    tracking = request.match_info["tracking"]
+async def read_record(gw: Gateway, user: User, tracking: str) -> dict[str, Any]:
+    """One incident's complete record as `user` may see it (NotFound otherwise): for the API
+    and the printable page alike."""
     now, window = gw.clock(), gw.settings.routing.at_risk_window
 
     def read(tx: Tx) -> dict[str, Any]:
         return record_json(tx, visible_incident(tx, user, tracking), now, window)
 
-    data = await gw.store.read(read)
+    return await gw.store.read(read)
+
+
+async def record(request: web.Request) -> web.Response:
+    """GET /api/v1/incidents/{tracking}/record: the complete record, for an investigation."""
+    user = await current_user(request)
+    data = await read_record(gw_of(request), user, request.match_info["tracking"])
     resp = json_body(data)
     resp.headers["Content-Disposition"] = f'attachment; filename="{data["tracking"]}.json"'
     return resp

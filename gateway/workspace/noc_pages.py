@@ -17,13 +17,13 @@ from gateway.core.noc import episode_json, list_episodes
 from gateway.core.services import gw_of
 from gateway.core.timeutil import iso, parse_iso
 from gateway.store.tx import Tx
-from gateway.web.api import queue_contact, visible_incident
+from gateway.web.api import queue_contact
 from gateway.web.forensics import (
     event_filters,
     event_json,
     page_args,
     paged,
-    record_json,
+    read_record,
     search_events,
     search_incidents,
 )
@@ -115,14 +115,8 @@ async def record_page(request: web.Request) -> web.Response:
     """GET /agent/incidents/{tracking}/expediente: the complete record, printable."""
     user = await page_user(request)
     gw = gw_of(request)
-    tracking = request.match_info["tracking"]
-    now, window = gw.clock(), gw.settings.routing.at_risk_window
-
-    def read(tx: Tx) -> dict[str, Any]:
-        return record_json(tx, visible_incident(tx, user, tracking), now, window)
-
     try:
-        record = await gw.store.read(read)
+        record = await read_record(gw, user, request.match_info["tracking"])
     except NotFound:
         message = "Ese incidente no existe en sus colas."
         return render("error.html", status=404, **page_context(request, user), message=message)
