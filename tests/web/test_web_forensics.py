@@ -8,6 +8,7 @@ import pytest
 
 from gateway.core.model import Contact, Inbound
 from tests.conftest import OPEN_TIME
+from tests.workspace.conftest import login, make_desk
 
 
 def _msg(pid: str, channel: str = "whatsapp", **contact: str) -> Inbound:
@@ -156,3 +157,22 @@ async def test_postgresql_text_search_can_use_trigram_indexes(start_app, setting
         lambda tx: {r["indexname"] for r in tx.all("SELECT indexname FROM pg_indexes")}
     )
     assert {"contacts_name_trgm", "contacts_phone_trgm", "events_kind", "events_at"} <= names
+
+
+async def test_the_printable_record_page_shows_the_same_record_in_spanish(
+    start_app, settings
+) -> None:
+    client, gw = await start_app(settings, adapters={})
+    await make_desk(gw, client)
+    t = await _people(gw)
+    assert await login(client, "ana") == 303
+    resp = await client.get(f"/agent/incidents/{t['luis']}/expediente")
+    assert resp.status == 200
+    page = await resp.text()
+    assert f"Expediente {t['luis']}" in page
+    assert "Mensajes (1)" in page and "Factura" in page
+    assert "Envíos e intentos (1)" in page and "luis.mora@example.com" in page
+    events = page.split("<h2>Eventos")[1].split("<h2>")[0]
+    assert "Registrado" in events  # the event kinds in Spanish
+    missing = await client.get("/agent/incidents/CMW-0000000-0/expediente")
+    assert missing.status == 404 and "no existe en sus colas" in await missing.text()
