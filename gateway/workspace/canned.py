@@ -27,7 +27,6 @@ PLACEHOLDERS = {
 }
 _FIELD = re.compile(r"\{([^{}\s]*)\}")
 MAX_TITLE, MAX_BODY = 120, 4000
-MANAGERS = ("supervisor", "admin")
 
 
 def unknown_placeholders(body: str) -> list[str]:
@@ -71,12 +70,11 @@ async def canned_for(gw: Any, incident: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _manager(request: web.Request) -> Any:
-    from gateway.workspace.pages import page_user  # pages imports this module
+    from gateway.workspace.pages import manager_page_user  # pages imports this module
 
-    user = await page_user(request)
-    if user.role not in MANAGERS:
-        raise web.HTTPForbidden(text="Solo supervisores y administradores editan respuestas.")
-    return user
+    return await manager_page_user(
+        request, "Solo supervisores y administradores editan respuestas."
+    )
 
 
 async def canned_page(

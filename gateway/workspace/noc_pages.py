@@ -28,7 +28,7 @@ from gateway.web.forensics import (
     search_incidents,
 )
 from gateway.web.views import summary_json
-from gateway.workspace.pages import line_zone, page_context, page_user
+from gateway.workspace.pages import line_zone, manager_page_user, page_context, page_user
 from gateway.workspace.timeline import EVENT_ES, event_text
 from gateway.workspace.web import render
 
@@ -130,10 +130,7 @@ async def record_page(request: web.Request) -> web.Response:
 
 async def alarms_page(request: web.Request) -> web.Response:
     """GET /agent/alarmas: alarm episodes, open first (supervisors and admins)."""
-    user = await page_user(request)
-    if user.role not in ("supervisor", "admin"):
-        message = "Las alarmas del NOC son para supervisores."
-        return render("error.html", status=403, **page_context(request, user), message=message)
+    user = await manager_page_user(request, "Las alarmas del NOC son para supervisores.")
     gw = gw_of(request)
     try:
         before, _ = page_args(request.query)

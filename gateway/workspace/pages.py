@@ -34,8 +34,10 @@ from gateway.workspace.queue_views import (
 )
 from gateway.workspace.sessions import csrf_token, session_of
 from gateway.workspace.timeline import event_text, timeline
-from gateway.workspace.web import render, seconds_until
+from gateway.workspace.web import SECURITY_HEADERS, render, seconds_until
 from routing.model import SEVERITIES
+
+MANAGERS = ("supervisor", "admin")  # who sees the supervisor's pages
 
 QUEUE_LIMIT = 100
 # Allow-list for HTML mail (checklist E17): no <img> (remote images are trackers), no style,
@@ -49,6 +51,16 @@ async def page_user(request: web.Request) -> User:
         return await current_user(request)
     except web.HTTPUnauthorized:
         raise web.HTTPSeeOther("/agent/login") from None
+
+
+async def manager_page_user(request: web.Request, refusal: str) -> User:
+    """The signed-in supervisor or admin; anyone else gets the Spanish 403 page saying
+    `refusal` (the supervisor's pages: reports, quarantine, alarms, saved replies)."""
+    user = await page_user(request)
+    if user.role not in MANAGERS:
+        page = render("error.html", status=403, message=refusal, **page_context(request, user))
+        raise web.HTTPForbidden(text=page.text, content_type="text/html", headers=SECURITY_HEADERS)
+    return user
 
 
 def page_context(request: web.Request, user: User) -> dict[str, Any]:

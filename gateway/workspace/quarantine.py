@@ -100,12 +100,11 @@ async def api_discard(request: web.Request) -> web.Response:
 
 
 async def _page_manager(request: web.Request) -> User:
-    from gateway.workspace.pages import page_user
+    from gateway.workspace.pages import manager_page_user
 
-    user = await page_user(request)
-    if user.role not in MANAGERS:
-        raise web.HTTPForbidden(text="Solo supervisores y administradores ven la cuarentena.")
-    return user
+    return await manager_page_user(
+        request, "Solo supervisores y administradores ven la cuarentena."
+    )
 
 
 async def page(

@@ -19,10 +19,9 @@ from gateway.core.report import at_risk_now, first_day, shift_month, today_month
 from gateway.core.services import gw_of
 from gateway.web.reports import month_report, read_open
 from gateway.workspace.charts import Bar, count_bars, percent_bars
-from gateway.workspace.web import CHANNEL_ES, SECURITY_HEADERS, render
+from gateway.workspace.web import CHANNEL_ES, render
 from routing.model import SEVERITIES
 
-MANAGERS = ("supervisor", "admin")
 MONTHS_ES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
              "septiembre", "octubre", "noviembre", "diciembre")  # fmt: skip
 MISSED_ES = {
@@ -34,15 +33,11 @@ CLOCK_ES = {"24x7": "24x7", "business": "horario hábil"}
 
 
 async def _manager(request: web.Request) -> tuple[User, dict[str, Any]]:
-    from gateway.workspace.pages import page_context, page_user
+    from gateway.workspace.pages import manager_page_user, page_context
 
-    user = await page_user(request)
-    ctx = page_context(request, user)
-    if user.role not in MANAGERS:
-        message = "Los informes del mes son solo para supervisores y administradores."
-        page = render("error.html", status=403, message=message, **ctx)
-        raise web.HTTPForbidden(text=page.text, content_type="text/html", headers=SECURITY_HEADERS)
-    return user, ctx
+    refusal = "Los informes del mes son solo para supervisores y administradores."
+    user = await manager_page_user(request, refusal)
+    return user, page_context(request, user)
 
 
 def month_label(month: str) -> str:
