@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from config.settings import Settings
@@ -540,8 +541,19 @@ def _queue_ack(tx: Tx, msg: Inbound, now: datetime, row: Row, receipt: Receipt) 
     )
 
 
+# Types that hold no text: returned as they are without a look inside.
+_NO_TEXT: frozenset[type] = frozenset({int, float, bool, type(None), bytes, datetime})
+
+
+@lru_cache(maxsize=64)
+def _field_names(kind: type) -> tuple[str, ...]:
+    """A dataclass's field names (empty for any other type), looked up once per type."""
+    return tuple(f.name for f in fields(kind)) if is_dataclass(kind) else ()
+
+
 def _clean(value: Any) -> Any:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         if value.isascii():
             return value
         try:
@@ -549,6 +561,10 @@ def _clean(value: Any) -> Any:
         except UnicodeEncodeError:
             return value.encode("utf-8", "replace").decode("utf-8")  # surrogates become "?"
         return value
+    if kind in _NO_TEXT or not value:  # also (), [], {} and ""
+        return value
+    if isinstance(value, str):  # a str subclass
+        return _clean(str(value))
     if isinstance(value, tuple | list):
         items = [_clean(v) for v in value]
         same = all(a is b for a, b in zip(items, value, strict=True))
@@ -559,15 +575,16 @@ def _clean(value: Any) -> Any:
             k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)
         )
         return value if same else dict(pairs)
-    if is_dataclass(value) and not isinstance(value, type):
-        changes = {}
-        for f in fields(value):
-            old = getattr(value, f.name)
-            new = _clean(old)
-            if new is not old:
-                changes[f.name] = new
-        return replace(value, **changes) if changes else value
-    return value
+    names = _field_names(kind)
+    if not names:
+        return value
+    changes = {}
+    for name in names:
+        old = getattr(value, name)
+        new = _clean(old)
+        if new is not old:
+            changes[name] = new
+    return replace(value, **changes) if changes else value
 
 
 def without_surrogates(msg: Inbound) -> Inbound:

@@ -37,11 +37,15 @@ class Texts:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._templates: dict[tuple[str, str], jinja2.Template] = {}
 
     def render(self, template_name: str, lang: str, **ctx: Any) -> str:
         """Render `customer/<lang>/<template_name>.txt` with helpers for hours and openings."""
         lang = lang if lang in LANGUAGES else "es"
-        template = self.env.get_template(f"{lang}/{template_name}.txt")
+        key = (template_name, lang)
+        template = self._templates.get(key)
+        if template is None:  # templates ship with the code: loaded once per process
+            template = self._templates[key] = self.env.get_template(f"{lang}/{template_name}.txt")
         line = ctx.get("line")
         if isinstance(line, Line):
             ctx.setdefault("hours", self.hours(line, lang))

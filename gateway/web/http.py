@@ -295,8 +295,11 @@ async def input_middleware(request: web.Request, handler: Handler) -> web.Stream
         if routed and request.method in _BODY_METHODS and request.body_exists:
             # Every body is read here, whole, within the deadline (slowloris on bodies); the
             # handlers' read()/post()/json() then use aiohttp's cached copy.
-            async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
+            if request.content.is_eof():  # the whole body came with the headers
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
+                    raw = await request.read()
             if _is_json(request):
                 request[_JSON] = parse_json(raw)
     except BadInput as exc:

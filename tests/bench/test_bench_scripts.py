@@ -94,3 +94,35 @@ def test_postgresql_script_runs(
     figures = run(key, [], bench_env, tmp_path)
     assert list(figures) == ["postgresql"]
     assert_in_table(key, figures, postgresql=True)
+
+
+STAGES = {
+    "signature (Twilio RequestValidator)",
+    "form parse (urlencoded)",
+    "parse_inbound (phone E.164, country)",
+    "surrogate scrub",
+    "acknowledgement text (Jinja)",
+    "TwiML answer",
+    "metrics",
+    "apply_inbound (all SQL and logic of one contact)",
+    "  of which routing (line, schedule, queue)",
+}
+
+
+def test_the_webhook_profile_by_stage_names_every_stage(
+    bench_env: dict[str, str], tmp_path: Path
+) -> None:
+    """bench/stages.py (issue 19's profile) gives every stage a figure on each database."""
+    kinds = ["sqlite"] + (["postgresql"] if "BENCH_PG_SERVER" in bench_env else [])
+    for kind in kinds:
+        out = tmp_path / f"stages-{kind}.json"
+        done = subprocess.run(
+            [sys.executable, "bench/stages.py", "--contacts", "64", "--rounds", "1",
+             "--db", kind, "--json", str(out)],
+            cwd=ROOT, env=bench_env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        figures = json.loads(out.read_text())[kind]
+        assert set(figures) == STAGES
+        assert all(value > 0 for value in figures.values()), figures
+        assert "event loop stages, total" in done.stdout
