@@ -9,7 +9,9 @@ The bare handler (parse the form, answer TwiML) is the baseline. Then, on each d
 floors and the gateway: the bare handler plus one group-committed row per request in the
 gateway's store; plus the incident's rows; plus what the issue requires of any implementation
 (Twilio's signature, the number's country, the MessageSid dedupe, the TwiML acknowledgement);
-and the gateway itself, after which every accepted message is counted in its database.
+and the gateway itself, served as `serve` serves it (behind its connection guard), after which
+every accepted message is counted in its database. Every server here runs on --loop (uvloop by
+default, as `serve`; asyncio for the standard library's loop).
 SQLite is file-backed (WAL, synchronous=FULL); PostgreSQL a durable throwaway cluster. "server
 CPU" is this process's CPU per request (the PostgreSQL server's own processes are not in it).
 Every phase runs once per round (--rounds, 3 by default); the ratios are taken within a round and
@@ -17,13 +19,13 @@ their median printed, since the bare handler alone moves by a quarter between ru
 With --rate R, instead, the gateway alone on each database at R req/s offered (open loop): its
 p50/p99 (issue 19: p99 <= 25 ms at 1,000 req/s).
 Usage: python bench/webhook.py [--requests 3000] [--conns 50] [--rounds 3] [--db both]
+                               [--loop uvloop|asyncio]
        python bench/webhook.py --rate 1000 [--requests 3000]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hmac
 import statistics
 import sys
@@ -50,6 +52,7 @@ from bench.databases import (
     write_json,
 )
 from bench.loadgen import PATH, SID, TOKEN, drive
+from gateway.cli import run_on_loop
 from gateway.core.timeutil import iso, utcnow
 from gateway.store.postgres import PostgresStore
 from gateway.store.protocol import Store
@@ -214,6 +217,7 @@ async def gateway_phase(url: str, args: argparse.Namespace) -> dict:
     from config.loader import load_settings
     from gateway.app import create_app
     from gateway.core.services import GW
+    from gateway.web.listen import start_http
 
     # The public URL must be known before the app starts: reserve a port first.
     probe_runner, probe_url = await serve(web.Application())
@@ -221,6 +225,7 @@ async def gateway_phase(url: str, args: argparse.Namespace) -> dict:
     await probe_runner.cleanup()
     env = {
         "GATEWAY_DB": url,
+        "GATEWAY_HTTP_HOST": "127.0.0.1",
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TWILIO_ACCOUNT_SID": SID,
         "TWILIO_AUTH_TOKEN": TOKEN,
@@ -229,10 +234,9 @@ async def gateway_phase(url: str, args: argparse.Namespace) -> dict:
     settings = load_settings(env)
     adapters = {"whatsapp": whatsapp_twilio.setup, "twilio_status": twilio_status.setup}
     gw_app = create_app(settings, adapters=adapters)
-    gw_runner = web.AppRunner(gw_app, access_log=None)
-    await gw_runner.setup()
+    # Served as `serve` serves it: behind the connection guard (per-address cap, header deadline).
+    gw_runner, _ = await start_http(gw_app, settings, int(port))
     try:
-        await web.TCPSite(gw_runner, "127.0.0.1", int(port)).start()
         gateway = await drive(f"http://127.0.0.1:{port}", env["GATEWAY_PUBLIC_URL"], args, "2")
         gw = gw_app[GW]
         stored = await gw.store.read(
@@ -388,9 +392,16 @@ def cli() -> None:
         type=float,
         help="instead: the gateway alone at this many req/s offered (open loop), its p50/p99",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every server here (default uvloop, as `serve`)",
+    )
     add_options(parser)
     args = parser.parse_args()
-    asyncio.run(at_rate(args) if args.rate else main(args))
+    print(f"event loop: {args.loop}")
+    run_on_loop(at_rate(args) if args.rate else main(args), args.loop)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     configure()
     try:
         settings = load_settings(env)
+        args.event_loop = env.get("GATEWAY_EVENT_LOOP", "")
+        loop_factory(args.event_loop)  # a wrong name is refused before anything starts
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -116,8 +118,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(run())
+        run_on_loop(run(), args.event_loop)
     return 0
+
+
+def loop_factory(name: str = "") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `serve` runs on: uvloop (libuv) where installed, which serves the same
+    work with less CPU per request (bench/webhook.py --loop); "asyncio" (GATEWAY_EVENT_LOOP)
+    chooses the standard library's loop. None means asyncio's default."""
+    if name not in ("", "uvloop", "asyncio"):
+        raise ConfigError(f"GATEWAY_EVENT_LOOP must be 'uvloop' or 'asyncio', not {name!r}")
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise ConfigError("GATEWAY_EVENT_LOOP=uvloop but uvloop is not installed") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_on_loop(main: Coroutine[Any, Any, T], loop: str = "") -> T:
+    """asyncio.run(main) on the loop `loop_factory(loop)` names."""
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(main)
 
 
 async def _with_store(settings: Settings, fn: Callable[[Tx], T]) -> T:
