@@ -55,6 +55,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.databases import LABELS, LOAD_CPU, SERVER_CPU, Databases, add_options, pin, write_json
+from bench.instances import cpu_seconds, postgres_pids
 from bench.soak import Fakes, Gateway, Stream
 from gateway.core.tracking import find_tracking
 
@@ -249,6 +250,8 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
             names = list(CHANNELS)
             total = round(args.rate * args.seconds)
             start = time.monotonic() + 0.2
+            pids = [gw.instance.proc.pid], postgres_pids(dbs.postmaster())
+            cpu_before = cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time()
             tasks = [
                 stream.contact(names[k % len(names)], k // len(names), start + k / args.rate)
                 for k in range(total)
@@ -256,6 +259,8 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
             await asyncio.gather(*tasks)
             stream_s = time.monotonic() - start
             await wait_for_acks(stream, fakes, args.drain)
+            cpu = cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time()
+            wall = time.monotonic() - start
     finally:
         gw.stop()
         await fakes.stop()
@@ -267,6 +272,12 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
         "contacts": total,
         "stream_s": stream_s,
         "client_lag_max_ms": max(stream.lag, default=0.0) * 1000,
+        # CPU per contact, stream and drain together: the gateway process, the PostgreSQL
+        # server's processes, this load generator (clients and fakes)
+        "gateway_cpu_ms": (cpu[0] - cpu_before[0]) / max(total, 1) * 1000,
+        "postgres_cpu_ms": (cpu[1] - cpu_before[1]) / max(total, 1) * 1000,
+        "loadgen_cpu_ms": (cpu[2] - cpu_before[2]) / max(total, 1) * 1000,
+        "gateway_cpu_share": (cpu[0] - cpu_before[0]) / wall,
         "loadavg_before": load_before[0],
         "loadavg_after": os.getloadavg()[0],
         "missing": missing,
@@ -279,6 +290,11 @@ def report(kind: str, f: dict[str, Any]) -> None:
         f"{LABELS[kind]}: {f['contacts']} contacts in {f['stream_s']:.1f}s (client start lag max"
         f" {f['client_lag_max_ms']:.0f} ms; load average {f['loadavg_before']:.2f} before,"
         f" {f['loadavg_after']:.2f} after)"
+    )
+    print(
+        f"  CPU per contact: gateway {f['gateway_cpu_ms']:.1f} ms (busy"
+        f" {f['gateway_cpu_share']:.0%} of a core), PostgreSQL {f['postgres_cpu_ms']:.1f} ms,"
+        f" load generator {f['loadgen_cpu_ms']:.1f} ms"
     )
     width = max(len(w) for w in WHAT.values())
     for name, what in WHAT.items():
