@@ -130,6 +130,7 @@ class Timed(Stream):
         self.due: dict[tuple[str, int], float] = {}
         self.lag: list[float] = []  # how late the client started each contact
         self.lost: list[str] = []
+        self.ended = 0.0  # when the last contact was due
 
     async def until_acked(
         self, channel: str, i: int, attempt: Callable[[], Awaitable[dict[str, Any] | None]]
@@ -219,6 +220,14 @@ def figures_of(stream: Timed, fakes: Recorder) -> tuple[dict[str, dict[str, Any]
             "failures": stream.tries[channel] - len(stream.acked[channel]),
             **percentiles(latencies),
         }
+        if channel in ("telegram", "email"):
+            # How the outbox kept pace: acks out while contacts still arrived, and its rate.
+            times = sorted(fakes.acks[channel][c["recipient"].lower()][0]
+                           for c in stream.acked[channel]
+                           if c["recipient"].lower() in fakes.acks[channel])  # fmt: skip
+            figure["acks_during_load"] = sum(1 for t in times if t <= stream.ended)
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            figure["acks_per_s"] = (len(times) - 1) / span if span else 0.0
         if also:
             prefix = "from_start_" if channel == "email" else "from_200_"
             figure.update({prefix + k: v for k, v in percentiles(also).items()})
@@ -258,6 +267,7 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
             ]
             await asyncio.gather(*tasks)
             stream_s = time.monotonic() - start
+            stream.ended = start + (total - 1) / args.rate
             await wait_for_acks(stream, fakes, args.drain)
             cpu = cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time()
             wall = time.monotonic() - start
@@ -306,6 +316,8 @@ def report(kind: str, f: dict[str, Any]) -> None:
             f"  p99 {c['p99_ms']:7.1f}  max {c['max_ms']:7.1f} ms  failures {c['failures']:3d}"
             f"  p99 <= {target:.0f} ms {mark}"
         )
+        if "acks_per_s" in c:
+            line += f"  [{c['acks_during_load']} out during the load; {c['acks_per_s']:.0f}/s]"
         if "from_start_p99_ms" in c:
             line += f"  (from the start: p50 {c['from_start_p50_ms']:.1f}, p99 "
             line += f"{c['from_start_p99_ms']:.1f} ms)"
