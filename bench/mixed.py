@@ -268,6 +268,7 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
             await asyncio.gather(*tasks)
             stream_s = time.monotonic() - start
             stream.ended = start + (total - 1) / args.rate
+            cpu_load = cpu_seconds(pids[0])
             await wait_for_acks(stream, fakes, args.drain)
             cpu = cpu_seconds(pids[0]), cpu_seconds(pids[1]), time.process_time()
             wall = time.monotonic() - start
@@ -288,6 +289,9 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
         "postgres_cpu_ms": (cpu[1] - cpu_before[1]) / max(total, 1) * 1000,
         "loadgen_cpu_ms": (cpu[2] - cpu_before[2]) / max(total, 1) * 1000,
         "gateway_cpu_share": (cpu[0] - cpu_before[0]) / wall,
+        # the share of a core the gateway used while contacts arrived, then while acks drained
+        "gateway_busy_load": (cpu_load - cpu_before[0]) / stream_s,
+        "gateway_busy_drain": (cpu[0] - cpu_load) / max(wall - stream_s, 1e-9),
         "loadavg_before": load_before[0],
         "loadavg_after": os.getloadavg()[0],
         "missing": missing,
@@ -303,7 +307,9 @@ def report(kind: str, f: dict[str, Any]) -> None:
     )
     print(
         f"  CPU per contact: gateway {f['gateway_cpu_ms']:.1f} ms (busy"
-        f" {f['gateway_cpu_share']:.0%} of a core), PostgreSQL {f['postgres_cpu_ms']:.1f} ms,"
+        f" {f['gateway_busy_load']:.0%} of a core during the load,"
+        f" {f['gateway_busy_drain']:.0%} while acks drained), PostgreSQL"
+        f" {f['postgres_cpu_ms']:.1f} ms,"
         f" load generator {f['loadgen_cpu_ms']:.1f} ms"
     )
     width = max(len(w) for w in WHAT.values())
