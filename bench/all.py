@@ -43,6 +43,8 @@ RUNS: list[tuple[str, str, list[str], list[str], bool]] = [
     ("queue", "queue", ["--incidents", "1000000", "--requests", "1000"],
      ["--incidents", "20000", "--requests", "200"], False),
     ("chat", "chat", ["1000"], ["100"], False),
+    ("mixed", "mixed", ["--rate", "200", "--seconds", "10"], ["--rate", "20", "--seconds", "3"],
+     False),
     ("instances", "instances", ["--requests", "2000", "--rounds", "2"],
      ["--requests", "300", "--rounds", "1"], True),
     ("pgdriver", "pgdriver", ["--transactions", "500"],
@@ -89,6 +91,11 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
     store = next((way for way in ways if way.startswith("psycopg, the store")), "")
     offered = get(wr, SQLITE, "offered_rps") or get(wr, POSTGRESQL, "offered_rps") or 0
     n_chat = next(iter(c.get(SQLITE) or c.get(POSTGRESQL) or {}), "?")
+    m = f["mixed"]
+    rate = get(m, SQLITE, "rate") or get(m, POSTGRESQL, "rate") or 0
+    fast, acks = (
+        ("<= 100", "<= 1000") if rate >= 200 else ("(<= 100 at 200/s)", "(<= 1000 at 200/s)")
+    )
 
     def both(source: dict, *path: Any) -> tuple[Any, Any]:
         return get(source, SQLITE, *path), get(source, POSTGRESQL, *path)
@@ -115,6 +122,14 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
         ("queue", "queue: one incident p99 ms", *both(q, "incident", "p99_ms"), "{:.2f}", "<= 2"),
         ("chat", f"chat: last arrival ms, {n_chat} sockets", *both(c, n_chat, "last_arrival_ms"),
          "{:.0f}", ""),
+        ("mixed", f"mixed {rate:.0f}/s: chat ticket p99 ms", *both(m, "chat", "p99_ms"), "{:.0f}",
+         fast),
+        ("mixed", f"mixed {rate:.0f}/s: WhatsApp TwiML p99 ms", *both(m, "whatsapp", "p99_ms"),
+         "{:.0f}", fast),
+        ("mixed", f"mixed {rate:.0f}/s: Telegram ack leaves outbox p99 ms",
+         *both(m, "telegram", "p99_ms"), "{:.0f}", acks),
+        ("mixed", f"mixed {rate:.0f}/s: email ack leaves outbox p99 ms",
+         *both(m, "email", "p99_ms"), "{:.0f}", acks),
         ("webhook", "PostgreSQL / SQLite: webhook req/s", None,
          get(w, "postgresql_to_sqlite", "gateway"), "{:.2f}", ">= 0.8"),
         ("intake", "PostgreSQL / SQLite: intake/s", None,

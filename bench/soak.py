@@ -173,7 +173,7 @@ def _resource(sid: str, form: Any, kind: str) -> dict[str, Any]:
 class Gateway:
     """The gateway process under test, killed and restarted on the same ports."""
 
-    def __init__(self, db_url: str, workdir: Path, fakes: Fakes):
+    def __init__(self, db_url: str, workdir: Path, fakes: Fakes, name: str = "soak"):
         env = {
             "GATEWAY_DB": db_url,
             "GATEWAY_SMTP_RELAY": f"127.0.0.1:{fakes.relay_port}",
@@ -184,7 +184,7 @@ class Gateway:
             "TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
             "TELEGRAM_API_BASE": fakes.url,
         }
-        self.instance = Instance("soak", workdir, env)
+        self.instance = Instance(name, workdir, env)
         config = Path(self.instance.env["GATEWAY_CONFIG"])
         # Instance's config makes 127.0.0.1 a trusted relay (no DNS); the soak's many
         # Click2Call requests come from one address and would hit the hourly limits.
@@ -211,7 +211,9 @@ class Gateway:
 
 
 class Stream:
-    """The clients: one task per contact, retrying until acknowledged."""
+    """The clients: one task per contact, retrying until acknowledged (for `give_up` seconds)."""
+
+    give_up = GIVE_UP
 
     def __init__(self, gw: Gateway, run: str, http: aiohttp.ClientSession):
         self.gw = gw
@@ -229,7 +231,7 @@ class Stream:
         return f"Sin servicio desde hoy, caso de prueba [soak-{self.run}-{channel}-{i}]"
 
     async def until_acked(self, channel: str, i: int, attempt: Any) -> None:
-        deadline = time.monotonic() + GIVE_UP
+        deadline = time.monotonic() + self.give_up
         while True:
             self.tries[channel] += 1
             try:
@@ -271,13 +273,13 @@ class Stream:
 
         await self.until_acked("email", i, attempt)
 
-    async def signed(self, path: str, params: list[tuple[str, str]]) -> int:
+    async def signed(self, path: str, params: list[tuple[str, str]]) -> tuple[int, str]:
+        """POST a Twilio-signed form; the status and the body (TwiML)."""
         signature = self.validator.compute_signature(PUBLIC_URL + path, dict(params))
         async with self.http.post(
             self.base + path, data=params, headers={"X-Twilio-Signature": signature}
         ) as resp:
-            await resp.read()
-            return resp.status
+            return resp.status, await resp.text()
 
     async def whatsapp(self, i: int) -> None:
         phone = f"+5215500{i:06d}"
@@ -292,8 +294,8 @@ class Stream:
         ]  # fmt: skip
 
         async def attempt() -> dict[str, Any] | None:
-            status = await self.signed("/webhooks/twilio/whatsapp", params)
-            return {"recipient": phone, "sid": sid} if status == 200 else None
+            status, twiml = await self.signed("/webhooks/twilio/whatsapp", params)
+            return {"recipient": phone, "sid": sid, "twiml": twiml} if status == 200 else None
 
         await self.until_acked("whatsapp", i, attempt)
 
@@ -308,7 +310,7 @@ class Stream:
         ]  # fmt: skip
 
         async def attempt() -> dict[str, Any] | None:
-            status = await self.signed("/webhooks/twilio/voice", params)
+            status, _ = await self.signed("/webhooks/twilio/voice", params)
             return {"sid": sid} if status == 200 else None
 
         await self.until_acked("voice", i, attempt)
