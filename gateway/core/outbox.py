@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 Sender = Callable[[OutboundItem], Awaitable[str | None]]
 POLL = 1.0
 SEND_TIMEOUT = timedelta(seconds=20)  # one provider call; below the 25 s lease
-PER_CHANNEL = 8  # sends in flight per channel
+PER_CHANNEL = 32  # sends in flight per channel (bounded by the provider, not by our commits)
 CRASHED = "the gateway stopped while sending this row ({n} attempts); not retried"
 
 
@@ -250,16 +250,21 @@ class Outbox:
             while self._inflight:  # noqa: ASYNC110 - a list the sends shrink
                 await asyncio.sleep(self.lease.total_seconds() / 6)
 
+    def _release_slot(self, item: OutboundItem) -> None:
+        busy = self._busy.get(item.channel, set())
+        if item.id in busy:
+            busy.discard(item.id)
+            self.wake()  # a slot is free
+
     async def _send(self, item: OutboundItem) -> None:
         try:
             await self._deliver(item)
         finally:
-            self._busy.get(item.channel, set()).discard(item.id)
+            self._release_slot(item)  # also when the send never started
             with contextlib.suppress(ValueError):
                 self._inflight.remove(item.id)
             if not self._inflight and self._keeper is not None:
                 self._keeper.cancel()
-            self.wake()  # a slot is free
 
     async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:
         """Whether rows leased by a worker that died are due again."""
@@ -289,6 +294,10 @@ class Outbox:
                     provider_id = await sender(item)
             except TimeoutError:
                 raise SendError(f"no answer from the provider within {budget:g} s") from None
+            finally:
+                # The provider is done with this row: its slot serves the next one while the
+                # result is committed (the row stays leased until then).
+                self._release_slot(item)
         except SendError as exc:
             error = exc
         except Exception as exc:  # a sender bug is one row's failure, not the worker's

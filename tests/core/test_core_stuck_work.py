@@ -105,6 +105,65 @@ async def test_per_channel_concurrency_is_bounded(settings, clock) -> None:
     await gw.store.close()
 
 
+class SlowRecords:
+    """The store, except that committing a send's result waits until `gate` is set."""
+
+    def __init__(self, store, gate: asyncio.Event):
+        self.store, self.gate = store, gate
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def transact(self, fn):
+        if fn.__qualname__.startswith("Outbox._deliver"):
+            await self.gate.wait()
+        return await self.store.transact(fn)
+
+
+async def test_a_slot_serves_the_next_row_while_the_last_result_is_committed(
+    settings, clock
+) -> None:
+    """The provider's concurrency is what a slot bounds: once the provider has answered, the
+    next row goes out while the answer is still being written (the row stays leased)."""
+    gw = await started(settings, clock)
+    gate = asyncio.Event()
+    outbox = Outbox(SlowRecords(gw.store, gate), clock, settings.outbox, per_channel=1)
+    sent: list[str] = []
+    all_sent = asyncio.Event()
+
+    async def send(item: OutboundItem) -> str:
+        sent.append(item.recipient)
+        if len(sent) == 3:
+            all_sent.set()
+        return f"id-{len(sent)}"
+
+    outbox.register("whatsapp", send)
+    for n in range(3):
+        await gw.intake.accept(contact("whatsapp", f"s{n}", f"+5067777100{n}"))
+    worker = asyncio.create_task(outbox.run())
+    try:
+        async with asyncio.timeout(10):
+            await all_sent.wait()  # every row sent, though no result is committed yet
+        pending = await gw.store.read(
+            lambda tx: tx.one("SELECT count(*) AS n FROM outbox WHERE status = 'sending'")
+        )
+        assert pending["n"] == 3  # leased until their results are written
+        gate.set()
+        async with asyncio.timeout(10):
+            while True:
+                done = await gw.store.read(
+                    lambda tx: tx.one("SELECT count(*) AS n FROM outbox WHERE status = 'sent'")
+                )
+                if done["n"] == 3:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert sorted(sent) == ["+50677771000", "+50677771001", "+50677771002"]
+    await gw.store.close()
+
+
 async def test_a_row_that_crashes_the_process_dead_letters(make_settings, clock) -> None:
     """Each claim counts an attempt before the send: a poison row whose send kills the process
     every time is dead-lettered once its attempts are spent, never retried for ever."""
