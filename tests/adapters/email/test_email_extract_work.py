@@ -6,6 +6,7 @@ a failed extraction is retried with backoff, and each body is claimed by one wor
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -88,3 +89,56 @@ async def test_each_pending_body_is_claimed_by_one_worker_at_a_time(start_email,
     assert await gw.store.transact(lambda tx: quarantine.claim_work(tx, KIND, [7], due, lease)) == {
         7: 3
     }
+
+
+async def test_a_failing_body_in_a_batch_does_not_hold_back_the_others(
+    start_email, clock, monkeypatch
+):
+    """Bodies are extracted and written a batch at a time: one whose parse raises and one
+    whose write fails are retried later, while the rest of the batch becomes visible."""
+    gw = await start_email(with_relay=False)
+    extractor = gw.extras["email_extractor"]
+    # Hold the worker's next pass until all five mails are committed: one batch.
+    monkeypatch.setattr(extract_module, "MAX_LAG", 60.0)
+    extractor.quiet = lambda: False
+    real_extract, real_apply = extract_module.extract_body, extract_module.apply_body
+    faults = {"parse": True, "store": True}
+
+    def extract(raw: bytes, limit: int) -> Any:
+        if faults["parse"] and b"parser-killer" in raw:
+            raise ValueError("parser-killer")
+        return real_extract(raw, limit)
+
+    def apply(tx: Any, mid: int, body: Any, now: Any) -> Any:
+        if faults["store"] and "disco lleno" in body.text:
+            raise RuntimeError("no space left on device")
+        return real_apply(tx, mid, body, now)
+
+    monkeypatch.setattr(extract_module, "extract_body", extract)
+    monkeypatch.setattr(extract_module, "apply_body", apply)
+    texts = ["Sin tono.", "parser-killer", "Se corta.", "disco lleno", "Eco en la línea."]
+    receipts = []
+    for n, text in enumerate(texts):
+        inbound = pending_mail(mail(body=text), f"<batch{n}@cliente.com>", clock)
+        inbound = replace(inbound, contact=Contact(email=f"cliente{n}@cliente.com"))
+        receipts.append(await gw.intake.accept(inbound))
+    assert len({r.tracking for r in receipts}) == 5
+    extractor.quiet = lambda: True
+    extractor.wake()
+    for n in (0, 2, 4):
+        body = await incident_json(gw, receipts[n].tracking)
+        assert body["messages"][0]["body"] == texts[n]
+        assert PENDING not in body["flags"]
+    claims = await gw.store.read(lambda tx: tx.all("SELECT * FROM work_claims ORDER BY ref"))
+    assert [c["ref"] for c in claims] == [receipts[1].message_id, receipts[3].message_id]
+    assert "parser-killer" in claims[0]["last_error"]
+    assert "no space left" in claims[1]["last_error"]
+    for n in (1, 3):  # still waiting for their retry, nothing lost
+        body = await incident_json(gw, receipts[n].tracking)
+        assert body["messages"][0]["body"] == "" and PENDING in body["flags"]
+    faults.update(parse=False, store=False)
+    clock.advance(seconds=3)  # the backoff of a first failure: 2 s
+    for n in (1, 3):
+        body = await incident_json(gw, receipts[n].tracking)
+        assert body["messages"][0]["body"] == texts[n]
+        assert PENDING not in body["flags"]
