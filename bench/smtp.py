@@ -198,13 +198,15 @@ def _visible_p99_s(answered: dict[str, float], visible_at: dict[str, float]) -> 
 
 @contextlib.contextmanager
 def _profiled(pid: int, label: str) -> Any:
-    """py-spy on the server process when BENCH_PYSPY names an output prefix."""
+    """py-spy on the server process when BENCH_PYSPY names an output prefix: only the thread
+    holding the GIL is sampled (where Python CPU goes; a thread waiting for the database or the
+    GIL is not), without pausing the process."""
     prefix = os.environ.get("BENCH_PYSPY")
     if not prefix:
         yield
         return
     spy = Path(sys.executable).parent / "py-spy"
-    cmd = [str(spy), "record", "-r", "500", "--threads", "-f", "raw",
+    cmd = [str(spy), "record", "-r", "500", "--threads", "--gil", "--nonblocking", "-f", "raw",
            "-o", f"{prefix}-{label}.txt", "--pid", str(pid)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached before the load starts
