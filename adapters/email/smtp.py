@@ -331,6 +331,7 @@ class EmailHandler:
 
 
 async def _smtp_ctx(gw: Gateway, handler: EmailHandler) -> AsyncIterator[None]:
+    await handler.auth.warm()
     await handler.extractor.start()
     loop = asyncio.get_running_loop()
     host, port = gw.settings.smtp_host, gw.settings.smtp_port
