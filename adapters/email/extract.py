@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.email.body import Body, extract_body, fallback_text
 from gateway.core import quarantine
-from gateway.core.lease import LEASE
+from gateway.core.lease import LEASE, kept_alive
 from gateway.core.timeutil import iso
 from gateway.store.tx import Row, Tx
 
@@ -84,6 +84,16 @@ def pending_bodies(tx: Tx, now: datetime, limit: int, max_bytes: int = BATCH_BYT
     )
     by_id = {int(r["id"]): r["raw"] for r in raws}
     return [{"id": mid, "raw": by_id.get(mid)} for mid in ids]
+
+
+def renew_claims(tx: Tx, ids: Sequence[int], until: datetime) -> None:
+    """Push the lease of these claimed bodies forward (a long pass keeps its batch)."""
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        tx.execute(
+            f"UPDATE work_claims SET lease_until = ? WHERE kind = ? AND ref IN ({marks})",
+            (iso(until), KIND, *ids),
+        )
 
 
 def still_pending(tx: Tx, ids: list[int]) -> set[int]:
@@ -282,6 +292,20 @@ class BodyExtractor:
         ids = [int(r["id"]) for r in rows]
         claimed = await store.transact(lambda tx: quarantine.claim_work(tx, KIND, ids, now, LEASE))
         mine = [(int(r["id"]), bytes(r["raw"] or b"")) for r in rows if int(r["id"]) in claimed]
+        # A batch of slow parses (each up to email.parse_timeout) may outlast one lease.
+        async with kept_alive(store, self.gw.clock, renew_claims, [m for m, _ in mine], LEASE):
+            results = await self._extract(mine, claimed)
+        pending = await store.read(lambda tx: still_pending(tx, list(self.inflight)))
+        self._settle_futures(pending)
+        for tracking in results:
+            if tracking:
+                self.gw.after_commit({"type": "incident", "event": "message", "tracking": tracking})
+        return len(claimed)
+
+    async def _extract(
+        self, mine: list[tuple[int, bytes]], claimed: dict[int, int]
+    ) -> list[str | None]:
+        """Parse the claimed bodies and write them; the tracking of each body written."""
         bodies = await self.parse_many([raw for _, raw in mine])
         writes: list[Any] = []
         for (mid, raw), body in zip(mine, bodies, strict=True):
@@ -300,13 +324,7 @@ class BodyExtractor:
             writes.append(self._store_body(mid, body, claimed[mid]))
         # All at once: the store's group commit puts many bodies in one transaction, each job
         # in its own savepoint should one fail.
-        results = await asyncio.gather(*writes)
-        pending = await store.read(lambda tx: still_pending(tx, list(self.inflight)))
-        self._settle_futures(pending)
-        for tracking in results:
-            if tracking:
-                self.gw.after_commit({"type": "incident", "event": "message", "tracking": tracking})
-        return len(claimed)
+        return await asyncio.gather(*writes)
 
     def _settle_futures(self, pending: set[int]) -> None:
         for mid in [m for m in self.inflight if m not in pending]:
