@@ -43,6 +43,7 @@ KIND = "email_body"  # work_claims kind
 BATCH = 128
 BATCH_BYTES = 8 * 1024 * 1024
 MAX_LAG = 0.25  # seconds a pass may wait for a quiet SMTP listener before it runs anyway
+MAX_PARSED = 1024  # bodies parsed before their commit, kept for the worker (else parsed again)
 QUIET_POLL = 0.02
 POLL = 1.0  # seconds between looks for pending bodies when nothing wakes the worker
 MAX_ATTEMPTS = 5  # failed extractions before the raw text is stored as a degraded body
@@ -158,6 +159,7 @@ class BodyExtractor:
         # so a burst is answered at intake speed and its bodies follow within MAX_LAG.
         self.quiet: Callable[[], bool] = lambda: True
         self.inflight: dict[int, asyncio.Future[None]] = {}
+        self.parsed: dict[int, Body] = {}  # bodies parsed before the commit (replies' previews)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse")
         self.task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -166,11 +168,16 @@ class BodyExtractor:
         self._backlog = False  # the last pass was full: the next one does not wait for quiet
         self._changed = asyncio.Condition()
 
-    def submit(self, message_id: int, raw: bytes = b"") -> asyncio.Future[None]:
+    def submit(
+        self, message_id: int, raw: bytes = b"", body: Body | None = None
+    ) -> asyncio.Future[None]:
         """Extract this message's body soon; the future resolves once it is committed.
 
-        The body is read back from the database (any pending message is found without this
-        call; it only wakes the worker now)."""
+        The raw text is read back from the database (any pending message is found without this
+        call; it only wakes the worker now). `body`, when the caller already parsed the message
+        (a reply's preview), is used by this process instead of parsing it again."""
+        if body is not None and len(self.parsed) < MAX_PARSED:
+            self.parsed[message_id] = body
         future = self.inflight.get(message_id)
         if future is None:
             future = self.inflight[message_id] = asyncio.get_running_loop().create_future()
@@ -196,6 +203,7 @@ class BodyExtractor:
         for future in self.inflight.values():
             future.cancel()
         self.inflight.clear()
+        self.parsed.clear()
 
     async def idle(self) -> None:
         """Wait until a pass finds nothing left to extract (tests and the benchmark)."""
@@ -306,9 +314,12 @@ class BodyExtractor:
         self, mine: list[tuple[int, bytes]], claimed: dict[int, int]
     ) -> list[str | None]:
         """Parse the claimed bodies and write them; the tracking of each body written."""
-        bodies = await self.parse_many([raw for _, raw in mine])
+        todo = [(mid, raw) for mid, raw in mine if mid not in self.parsed]
+        fresh = await self.parse_many([raw for _, raw in todo])
+        parsed = dict(zip([mid for mid, _ in todo], fresh, strict=True))
         writes: list[Any] = []
-        for (mid, raw), body in zip(mine, bodies, strict=True):
+        for mid, raw in mine:
+            body = self.parsed.pop(mid, None) or parsed[mid]
             if isinstance(body, Exception):
                 attempt = claimed[mid]
                 log.error(
@@ -327,6 +338,8 @@ class BodyExtractor:
         return await asyncio.gather(*writes)
 
     def _settle_futures(self, pending: set[int]) -> None:
+        for mid in [m for m in self.parsed if m not in pending]:
+            del self.parsed[mid]  # extracted meanwhile (by another instance, say)
         for mid in [m for m in self.inflight if m not in pending]:
             future = self.inflight.pop(mid)
             if not future.done():
