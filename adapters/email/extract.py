@@ -42,7 +42,7 @@ KIND = "email_body"  # work_claims kind
 # messages from 50 clients: 16 per pass with a 1 s wait for quiet each left bodies 6-10 s behind.
 BATCH = 128
 BATCH_BYTES = 8 * 1024 * 1024
-MAX_LAG = 0.25  # seconds a pass may wait for a quiet SMTP listener before it runs anyway
+MAX_LAG = 0.1  # seconds a pass may wait for a quiet SMTP listener before it runs anyway
 MAX_PARSED = 1024  # bodies parsed before their commit, kept for the worker (else parsed again)
 QUIET_POLL = 0.02
 POLL = 1.0  # seconds between looks for pending bodies when nothing wakes the worker
