@@ -160,7 +160,10 @@ class BodyExtractor:
         self.quiet: Callable[[], bool] = lambda: True
         self.inflight: dict[int, asyncio.Future[None]] = {}
         self.parsed: dict[int, Body] = {}  # bodies parsed before the commit (replies' previews)
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse")
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse")  # DATA handlers
+        # The worker's batches parse in a thread of their own: a DATA handler's parse is not
+        # queued behind a batch, and a timeout on one side never cancels the other's parses.
+        self.batch_executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse-batch")
         self.task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._passes = 0
@@ -200,6 +203,7 @@ class BodyExtractor:
                 await self.task
             self.task = None
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.batch_executor.shutdown(wait=False, cancel_futures=True)
         for future in self.inflight.values():
             future.cancel()
         self.inflight.clear()
@@ -231,6 +235,12 @@ class BodyExtractor:
             return degraded_body(
                 raw, "[No se pudo interpretar el mensaje a tiempo: ver el original.]"
             )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this handler is being cancelled
+            # Another handler's timeout replaced the thread while this parse was queued on it.
+            return await self.parse(raw)
 
     async def parse_many(self, raws: Sequence[bytes]) -> list[Body | Exception]:
         """extract_body of each message, queued at once to the worker thread (no round trip
@@ -239,7 +249,7 @@ class BodyExtractor:
         loop = asyncio.get_running_loop()
         budget = self.gw.settings.email.parse_timeout.total_seconds()
         limit = self.gw.settings.email.max_attachment_bytes
-        executor = self.executor
+        executor = self.batch_executor
         calls = [loop.run_in_executor(executor, extract_body, raw, limit) for raw in raws]
         out: list[Body | Exception] = []
         for n, call in enumerate(calls):
@@ -249,9 +259,9 @@ class BodyExtractor:
                 out.append(await asyncio.wait_for(call, timeout=budget))
             except TimeoutError:
                 log.warning("email body extraction exceeded %.1fs; stored raw, degraded", budget)
-                if self.executor is executor:  # the stuck parse keeps its thread: a new one
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    self.executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse")
+                # The stuck parse keeps its thread: the rest go to a new one.
+                executor.shutdown(wait=False, cancel_futures=True)
+                self.batch_executor = ThreadPoolExecutor(1, thread_name_prefix="email-parse-batch")
                 for rest in calls[n + 1 :]:
                     rest.cancel()
                 note = "[No se pudo interpretar el mensaje a tiempo: ver el original.]"

@@ -5,6 +5,7 @@ a failed extraction is retried with backoff, and each body is claimed by one wor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -174,3 +175,26 @@ async def test_a_parse_over_its_budget_in_a_batch_is_stored_raw_and_the_rest_par
     assert "atasco" in body["messages"][0]["body"]
     assert "No se pudo interpretar el mensaje a tiempo" in body["messages"][0]["body"]
     assert "parse_degraded" in body["flags"] and PENDING not in body["flags"]
+
+
+async def test_a_parse_queued_behind_a_stuck_one_still_gets_its_body(start_email, monkeypatch):
+    """Two DATA handlers parse at once (replies' previews): the first one's timeout replaces
+    the parsing thread, and the second, queued on the old one, is parsed on the new one."""
+    gw = await start_email({"email": {"parse_timeout": "1s"}}, with_relay=False)
+    real_extract = extract_module.extract_body
+
+    def extract(raw: bytes, limit: int) -> Any:
+        if b"atasco" in raw:
+            time.sleep(1.5)
+        return real_extract(raw, limit)
+
+    monkeypatch.setattr(extract_module, "extract_body", extract)
+    extractor = gw.extras["email_extractor"]
+
+    async def second() -> Any:
+        await asyncio.sleep(0.5)  # queued while the first is stuck; its own budget runs later
+        return await extractor.parse(mail(body="Sin tono."))
+
+    stuck, fine = await asyncio.gather(extractor.parse(mail(body="atasco")), second())
+    assert stuck.degraded and "a tiempo" in stuck.text
+    assert fine.text == "Sin tono." and not fine.degraded
