@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,9 +49,11 @@ from bench.databases import (
     add_options,
     count,
     pin,
+    postmaster_pid,
     table,
     write_json,
 )
+from bench.instances import cpu_seconds, postgres_pids
 
 RCPT = "soporte@callmyway.com"
 LOREM = (
@@ -110,6 +115,17 @@ async def _serve_gateway(conn: Any, url: str) -> None:
     runner = web.AppRunner(app)
     await runner.setup()  # runs the cleanup contexts: store, workers, SMTP listener
     gw = app[GW]
+    visible: dict[str, float] = {}  # tracking -> when its body's commit was published
+
+    async def watch() -> None:
+        async with gw.bus.subscribe() as queue:
+            while True:
+                notice = await queue.get()
+                if notice.get("event") == "message":  # the extractor's, after the body commit
+                    visible.setdefault(notice["tracking"], time.monotonic())
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)  # subscribed before the first message
     conn.send(gw.extras["smtp_port"])
     loop = asyncio.get_running_loop()
     while True:
@@ -118,7 +134,9 @@ async def _serve_gateway(conn: Any, url: str) -> None:
             break
         started = time.perf_counter()
         await gw.extras["email_extractor"].idle()
-        conn.send({"extract_lag_s": time.perf_counter() - started})
+        conn.send({"extract_lag_s": time.perf_counter() - started, "visible_at": dict(visible)})
+        visible.clear()
+    watcher.cancel()
     await runner.cleanup()
     conn.send({})
 
@@ -136,7 +154,9 @@ def _server(kind: str, conn: Any, url: str) -> None:
                     f"{profile}.{kind}")  # fmt: skip
 
 
-async def _client(port: int, bodies: list[bytes], latencies: list[float]) -> int:
+async def _client(
+    port: int, bodies: list[bytes], latencies: list[float], answered: dict[str, float]
+) -> int:
     smtp = aiosmtplib.SMTP(
         hostname="127.0.0.1", port=port, timeout=60, local_hostname="bench.local"
     )
@@ -144,43 +164,99 @@ async def _client(port: int, bodies: list[bytes], latencies: list[float]) -> int
     ok = 0
     for n, raw in enumerate(bodies):
         started = time.perf_counter()
-        errors, _ = await smtp.sendmail(f"cliente{n}@empresa.example", [RCPT], raw)
+        errors, reply = await smtp.sendmail(f"cliente{n}@empresa.example", [RCPT], raw)
         latencies.append(time.perf_counter() - started)
+        answered[reply.rsplit(" ", 1)[-1]] = time.monotonic()  # "... Accepted as CMW-..."
         ok += not errors
     await smtp.quit()
     return ok
 
 
-async def _load(port: int, bodies: list[bytes], clients: int) -> dict[str, float]:
+def _p99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[max(0, int(len(values) * 0.99) - 1)] if values else 0.0
+
+
+async def _load(port: int, bodies: list[bytes], clients: int) -> dict[str, Any]:
     latencies: list[float] = []
+    answered: dict[str, float] = {}  # tracking -> when its 250 arrived (CLOCK_MONOTONIC)
     shares = [bodies[i::clients] for i in range(clients)]
     started = time.perf_counter()
-    ok = await asyncio.gather(*(_client(port, share, latencies) for share in shares if share))
+    ok = await asyncio.gather(
+        *(_client(port, share, latencies, answered) for share in shares if share)
+    )
     elapsed = time.perf_counter() - started
-    latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
-    return {"ok": sum(ok), "rate": len(bodies) / elapsed, "p99_ms": p99 * 1000,
-            "p50_ms": statistics.median(latencies) * 1000}  # fmt: skip
+    return {"ok": sum(ok), "rate": len(bodies) / elapsed, "p99_ms": _p99(latencies) * 1000,
+            "p50_ms": statistics.median(latencies) * 1000, "answered": answered}  # fmt: skip
 
 
-def run(kind: str, bodies: list[bytes], seq: list[bytes], clients: int, url: str) -> dict:
+def _visible_delays(answered: dict[str, float], visible_at: dict[str, float]) -> list[float]:
+    """Seconds from each message's 250 to its body's commit (never seen: infinite)."""
+    return sorted(visible_at.get(t, float("inf")) - at for t, at in answered.items())
+
+
+@contextlib.contextmanager
+def _profiled(pid: int, label: str) -> Any:
+    """py-spy on the server process when BENCH_PYSPY names an output prefix: only the thread
+    holding the GIL is sampled (where Python CPU goes; a thread waiting for the database or the
+    GIL is not), without pausing the process."""
+    prefix = os.environ.get("BENCH_PYSPY")
+    if not prefix:
+        yield
+        return
+    spy = Path(sys.executable).parent / "py-spy"
+    cmd = [str(spy), "record", "-r", "500", "--threads", "--gil", "--nonblocking", "-f", "raw",
+           "-o", f"{prefix}-{label}.txt", "--pid", str(pid)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the load starts
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def run(
+    kind: str, bodies: list[bytes], seq: list[bytes], clients: int, url: str, label: str = ""
+) -> dict:
     """Start one server process, drive it, stop it; the figures measured against it."""
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_server, args=(kind, child, url))
     proc.start()
     port = parent.recv()
     pin(LOAD_CPU)
-    result = {"concurrent": asyncio.run(_load(port, bodies, clients))}
+    pid = proc.pid or 0
+    postmaster = postmaster_pid(url) if url.startswith("postgres") else None
+
+    def cpu() -> tuple[float, float]:  # the gateway's and the PostgreSQL server's CPU so far
+        return cpu_seconds([pid]), cpu_seconds(postgres_pids(postmaster))
+
+    def phase(name: str, messages: list[bytes], n_clients: int) -> None:
+        before = cpu()
+        spy = _profiled(pid, f"{label}-{name}") if kind == "gateway" else contextlib.nullcontext()
+        with spy:
+            figures = result[name] = asyncio.run(_load(port, messages, n_clients))
+            if kind == "gateway":
+                parent.send("idle")  # until every body of the phase is extracted
+                done = parent.recv()
+        after = cpu()
+        figures["cpu_us"] = (after[0] - before[0]) / len(messages) * 1e6
+        figures["db_cpu_us"] = (after[1] - before[1]) / len(messages) * 1e6
+        if kind == "gateway":
+            figures["extract_lag_s"] = done["extract_lag_s"]
+            delays = _visible_delays(figures["answered"], done["visible_at"])
+            figures["visible_p50_s"] = statistics.median(delays)
+            figures["visible_p99_s"] = _p99(delays)
+        del figures["answered"]
+
+    result: dict[str, Any] = {}
+    phase("concurrent", bodies, clients)
     if kind == "gateway":
-        parent.send("idle")
-        result.update(parent.recv())
+        result["extract_lag_s"] = result["concurrent"]["extract_lag_s"]
         # Messages whose body agents can read, per second: the burst plus the extraction lag.
         burst = len(bodies) / result["concurrent"]["rate"]
         result["visible"] = {"rate": len(bodies) / (burst + result["extract_lag_s"])}
-    result["sequential"] = asyncio.run(_load(port, seq, 1))
-    if kind == "gateway":
-        parent.send("idle")
-        parent.recv()
+    phase("sequential", seq, 1)
     parent.send("stop")
     parent.recv()
     proc.join()
@@ -222,7 +298,9 @@ def main() -> None:
             seq = [message(base + 10**6 + n) for n in range(args.sequential)]
             sinks.append(run("sink", bodies, seq, args.clients, ""))
             for kind, url in urls.items():
-                gws.setdefault(kind, []).append(run("gateway", bodies, seq, args.clients, url))
+                gws.setdefault(kind, []).append(
+                    run("gateway", bodies, seq, args.clients, url, f"{kind}-{rnd}")
+                )
             total += args.messages + args.sequential
         for kind, url in urls.items():
             stored = count(url, "SELECT count(*) FROM receipts WHERE channel = 'email'")
@@ -240,6 +318,14 @@ def main() -> None:
             visible_to_sink=v["rate"] / c_sink["rate"], sequential_rate=s["rate"],
             sequential_p99_ms=s["p99_ms"], sequential_to_sink=s["rate"] / s_sink["rate"],
             extract_lags_s=[g["extract_lag_s"] for g in gws[kind]],
+            visible_p50_s=min(g["concurrent"]["visible_p50_s"] for g in gws[kind]),
+            visible_p99_s=min(g["concurrent"]["visible_p99_s"] for g in gws[kind]),
+            sequential_visible_p50_s=min(g["sequential"]["visible_p50_s"] for g in gws[kind]),
+            sequential_visible_p99_s=min(g["sequential"]["visible_p99_s"] for g in gws[kind]),
+            cpu_us=min(g["concurrent"]["cpu_us"] for g in gws[kind]),
+            db_cpu_us=min(g["concurrent"]["db_cpu_us"] for g in gws[kind]),
+            sequential_cpu_us=min(g["sequential"]["cpu_us"] for g in gws[kind]),
+            sequential_db_cpu_us=min(g["sequential"]["db_cpu_us"] for g in gws[kind]),
         )  # fmt: skip
     per = [figures[k] for k in kinds]
     table(
@@ -263,6 +349,14 @@ def main() -> None:
                 [f"{f['visible_to_sink']:.2f} ({f['visible_rate']:.0f} msgs/s)" for f in per],
             ),
             (
+                "  body visible after the 250: p50, p99 (<= 1 s)",
+                [f"{f['visible_p50_s']:.2f} s, {f['visible_p99_s']:.2f} s" for f in per],
+            ),
+            (
+                "  server CPU per message (gateway, db)",
+                [f"{f['cpu_us']:5.0f} µs, {f['db_cpu_us']:4.0f} µs" for f in per],
+            ),
+            (
                 "gateway one at a time",
                 [
                     f"{f['sequential_rate']:5.0f} msgs/s  p99 {f['sequential_p99_ms']:5.1f} ms"
@@ -270,6 +364,20 @@ def main() -> None:
                 ],
             ),
             ("  / sink (target >= 0.8)", [f"{f['sequential_to_sink']:.2f}" for f in per]),
+            (
+                "  body visible after the 250: p50, p99",
+                [
+                    f"{f['sequential_visible_p50_s']:.2f} s, {f['sequential_visible_p99_s']:.2f} s"
+                    for f in per
+                ],
+            ),
+            (
+                "  server CPU per message (gateway, db)",
+                [
+                    f"{f['sequential_cpu_us']:5.0f} µs, {f['sequential_db_cpu_us']:4.0f} µs"
+                    for f in per
+                ],
+            ),
             (
                 "committed receipts",
                 [f"{f['stored']}/{total}, {f['pending']} bodies pending" for f in per],

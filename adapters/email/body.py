@@ -1,7 +1,8 @@
 """Body extraction of an inbound mail, done after the `250` (the raw message is already stored).
 
 Pure: raw bytes → `Body` (text, sanitised HTML, attachments, forwarded messages, DSN facts).
-Parses with `email.policy.default`; prefers text/plain, else HTML converted to text. Never
+Parses with `email.policy.default` (each header parsed once per message: `MemoPolicy`); prefers
+text/plain, else HTML converted to text. Never
 raises: a message it cannot read comes back `degraded` with the best text it could recover.
 Callers bound its time (it runs in a worker thread under `email.parse_timeout`).
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
+from typing import Any
 
 from adapters.email.html import html_to_text
 from adapters.email.parse import decode_bytes, decode_words, message_ids, plain_address
@@ -27,6 +30,60 @@ BOUNDARY_DEFECTS = (
     "MultipartInvariantViolationDefect",
     "NoBoundaryInMultipartDefect",
 )
+
+
+class _Registry(HeaderRegistry):
+    """The standard header registry, except that each header class is made once.
+
+    HeaderRegistry builds a new class with type() on every header it parses (~50 us each);
+    the classes it builds for one registered kind are interchangeable, so one is kept per kind
+    (a bounded set: unknown names all share the default kind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        cls = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(cls)
+        if made is None:
+            made = self._made[cls] = super().__getitem__(name)
+        return made
+
+
+_REGISTRY = _Registry()
+
+
+class MemoPolicy(EmailPolicy):
+    """`email.policy.default`, except that a header is parsed once per message.
+
+    The default policy parses a header's value each time it is read, and the parser and our walk
+    read Content-Type and friends dozens of times per message (measured on an 8 KB multipart
+    message: 43 reads, 2.9 ms of 3.0 ms extraction in header parsing; memoised, ~1.1 ms). The
+    same (name, value) always parses to the same immutable header object, so the answers are
+    those of `policy.default`. One instance per parse: no header is kept across messages.
+    """
+
+    def __init__(self, **kw: Any):
+        super().__init__(**{"header_factory": _REGISTRY, **kw})
+        object.__setattr__(self, "_memo", {})  # policies are frozen once built
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name"):  # already a header object (as policy.default checks)
+            return value
+        memo: dict[tuple[str, str], Any] = self._memo  # type: ignore[attr-defined]
+        key = (name, value)
+        header = memo.get(key)
+        if header is None:
+            header = memo[key] = super().header_fetch_parse(name, value)
+        return header
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """`raw` parsed as with `email.policy.default` (headers memoised: `MemoPolicy`)."""
+    msg = BytesParser(policy=MemoPolicy()).parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    return msg
 
 
 @dataclass
@@ -154,8 +211,7 @@ def _reparse(msg: EmailMessage) -> EmailMessage:
     if found is None:
         return msg
     msg.set_boundary(found.group(1).decode("ascii"))
-    again = BytesParser(policy=policy.default).parsebytes(msg.as_bytes())
-    assert isinstance(again, EmailMessage)
+    again = parse_message(msg.as_bytes())
     return again if again.is_multipart() else msg
 
 
@@ -169,8 +225,7 @@ def extract_body(raw: bytes, max_attachment_bytes: int) -> Body:
         body.text = (body.text.rstrip() + "\n\n" + f"[{body.notes[0]}]").strip()
         return body
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-        assert isinstance(msg, EmailMessage)
+        msg = parse_message(raw)
         if any(type(d).__name__ in BOUNDARY_DEFECTS for d in msg.defects):
             body.degraded = True  # flagged for an operator even when recovered
             body.notes.append("Estructura MIME dañada: revisar el mensaje original.")

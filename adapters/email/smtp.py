@@ -227,15 +227,18 @@ class EmailHandler:
                     )
                     log.warning("DMARC reject policy: quarantined %s", facts.provider_id)
                     return "250 2.0.0 Accepted for review"
+                parsed = None
                 if facts.tracking_hints or facts.references:
                     # A reply may be a 1-5 rating or a "gracias" to a resolved case: the core
-                    # reads its words before deciding whether it reopens (the body still follows).
-                    preview = (await self.extractor.parse(raw)).text[:PREVIEW_CHARS]
+                    # reads its words before deciding whether it reopens (the body still follows,
+                    # from this parse: the extractor does not parse it again).
+                    parsed = await self.extractor.parse(raw)
+                    preview = parsed.text[:PREVIEW_CHARS]
                     inbound = replace(inbound, meta={**inbound.meta, "text_preview": preview})
                 receipt = await self.gw.intake.accept(inbound)
                 tracking = receipt.tracking
                 if not receipt.duplicate and receipt.message_id is not None:
-                    self.extractor.submit(receipt.message_id, raw)
+                    self.extractor.submit(receipt.message_id, raw, parsed)
             return f"250 2.0.0 Accepted as {tracking}"
         except TemporaryFailure as exc:
             log.error("email intake not committed: %s", exc.message)
@@ -331,6 +334,7 @@ class EmailHandler:
 
 
 async def _smtp_ctx(gw: Gateway, handler: EmailHandler) -> AsyncIterator[None]:
+    await handler.auth.warm()
     await handler.extractor.start()
     loop = asyncio.get_running_loop()
     host, port = gw.settings.smtp_host, gw.settings.smtp_port

@@ -263,3 +263,20 @@ def test_configuration_loads_or_names_the_problem(tree: dict[str, Any]) -> None:
         load_settings({"GATEWAY_DB": "sqlite:///var/fuzz.db"}, tree)
     except ConfigError as exc:
         assert str(exc)  # one line naming the setting
+
+
+@given(mime_messages())
+def test_mime_parsing_with_memoised_headers_matches_the_default_policy(raw: bytes) -> None:
+    """The extraction's memoised header parsing changes nothing it reads."""
+    from email import policy
+    from email.parser import BytesParser
+
+    from adapters.email import body as body_module
+
+    fast = extract_body(raw, 10_000)
+    real = body_module.parse_message
+    body_module.parse_message = lambda r: BytesParser(policy=policy.default).parsebytes(r)
+    try:
+        assert fast == extract_body(raw, 10_000)
+    finally:
+        body_module.parse_message = real

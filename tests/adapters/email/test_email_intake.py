@@ -164,3 +164,31 @@ async def test_body_left_pending_by_a_crash_is_extracted_at_next_start(
     body = await incident_json(gw2, tracking)
     assert body["messages"][0]["body"] == "Cuerpo que nadie extrajo todavía."
     assert "body_pending" not in body["flags"]
+
+
+async def test_a_reply_is_parsed_once_for_its_preview_and_its_body(
+    start_email, monkeypatch
+) -> None:
+    """The preview read before a reply's commit is the body the extractor writes afterwards:
+    the message is not parsed a second time."""
+    from adapters.email import body as body_module
+    from adapters.email import extract as extract_module
+
+    gw = await start_email(with_relay=False)
+    tracking = await accepted(gw, mail(msgid="<uno@cliente.com>"))
+    await incident_json(gw, tracking)
+    parsed: list[bytes] = []
+    real = body_module.extract_body
+
+    def counted(raw: bytes, limit: int) -> Any:
+        parsed.append(raw)
+        return real(raw, limit)
+
+    monkeypatch.setattr(extract_module, "extract_body", counted)
+    reply = mail(
+        subject="Re: Sin tono", body="Sigue igual.", headers={"In-Reply-To": "<uno@cliente.com>"}
+    )
+    assert await accepted(gw, reply) == tracking
+    body = await incident_json(gw, tracking)
+    assert [m["body"] for m in body["messages"]][1:] == ["Sigue igual."]
+    assert len(parsed) == 1

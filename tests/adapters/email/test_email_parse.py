@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.email.body import extract_body
 from adapters.email.html import html_to_text
 from adapters.email.parse import clean_line, degraded_facts, read_headers
-from tests.adapters.email.conftest import fixture, mail
+from tests.adapters.email.conftest import FIXTURES, fixture, mail
 
 OWN = {"soporte@callmyway.com"}
 
@@ -156,3 +158,40 @@ def test_unreadable_headers_still_give_a_stored_unanswered_message() -> None:
     got = degraded_facts(b"\xff\xfe garbage", "ana@cliente.com")
     assert got.provider_id.startswith("sha256:") and got.from_address == "ana@cliente.com"
     assert "parse_degraded" in got.flags and got.acknowledge is False
+
+
+def _with_default_policy(raw: bytes) -> Any:
+    from email import policy
+    from email.parser import BytesParser
+
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+ODD_FILENAMES = [
+    # RFC 2231 continuation with a charset, an RFC 2047 word in a quoted name, no name at all
+    b"Content-Disposition: attachment; filename*0*=utf-8''informe%20de; filename*1*=%20fallas.pdf",
+    b'Content-Disposition: attachment; filename="=?utf-8?B?Y2FwdHVyYSBkZSBwYW50YWxsYS5wbmc=?="',
+    b"Content-Disposition: attachment",
+]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *[fixture(p.name) for p in sorted(FIXTURES.glob("*.eml"))],
+        *[
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nHola\r\n--b\r\n"
+            b"Content-Type: application/pdf\r\n" + d + b"\r\n\r\nJVBERi0=\r\n--b--\r\n"
+            for d in ODD_FILENAMES
+        ],
+    ],
+)
+def test_memoised_headers_read_the_body_exactly_as_the_default_policy(raw, monkeypatch) -> None:
+    """Each header is parsed once per message (MemoPolicy): text, HTML, attachments, notes and
+    DSN facts are those policy.default gives."""
+    from adapters.email import body as body_module
+
+    fast = extract_body(raw, 10_000_000)
+    monkeypatch.setattr(body_module, "parse_message", _with_default_policy)
+    assert fast == extract_body(raw, 10_000_000)

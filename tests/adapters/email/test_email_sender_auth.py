@@ -234,3 +234,26 @@ async def test_an_unreachable_dns_is_no_verdict(start_email: Any) -> None:
 
 def test_the_dkim_test_key_matches_its_public_half() -> None:
     assert base64.b64decode(PUBLIC)[:2] == b"\x30\x81"  # DER SubjectPublicKeyInfo, 1024 bits
+
+
+def test_dkim_is_skipped_only_where_dkimpy_would_find_no_signature() -> None:
+    """The cheap look for a DKIM-Signature header never misses one dkimpy would check."""
+    from adapters.email.auth import may_be_signed
+
+    plain = message("Sin tono", msgid="<s1@bank.example>")
+    cases = [
+        signed(plain),
+        signed(plain).replace(b"\r\n", b"\n"),
+        b"dkim-SIGNATURE: v=1; d=bank.example\r\n" + plain,
+        plain,
+        plain.replace(b"\r\n", b"\n"),
+        plain + b"\r\nDKIM-Signature: v=1; in the body, not a header\r\n",
+        b"\r\n" + b"DKIM-Signature: v=1\r\n\r\nbody",
+    ]
+    for raw in cases:
+        try:
+            found = any(n.lower() == b"dkim-signature" for n, _ in dkim.DKIM(raw).headers)
+        except Exception:
+            found = False
+        assert may_be_signed(raw) or not found
+    assert may_be_signed(signed(plain)) and not may_be_signed(plain)
