@@ -77,8 +77,8 @@ def postmaster_pid(url: str) -> int:
     """The process id of a local PostgreSQL server (the parent of every backend)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    return _parent(int(row[0]))
+        assert row is not None
+        return _parent(int(row[0]))  # while the backend still exists
 
 
 def pin_postgres(url: str, cpu: int = SERVER_CPU) -> None:
