@@ -159,6 +159,43 @@ async def test_postgresql_text_search_can_use_trigram_indexes(start_app, setting
     assert {"contacts_name_trgm", "contacts_phone_trgm", "events_kind", "events_at"} <= names
 
 
+@pytest.mark.postgresql_only
+async def test_postgresql_search_uses_the_partial_trigram_indexes(start_app, settings) -> None:
+    """The contact and subject trigram indexes leave NULLs out (issue 19); the search's own
+    SQL by name, and a subject match, still use them."""
+    from gateway.web.forensics import contact_ids_sql
+
+    _, gw = await start_app(settings, adapters={})
+
+    def plan(tx, sql: str, params: list[str]) -> str:
+        tx.execute("SET LOCAL enable_seqscan = off")
+        rows = tx.all("EXPLAIN " + sql, params)
+        return "\n".join(str(next(iter(r.values()))) for r in rows)
+
+    def contacts(q: str):
+        return lambda tx: plan(tx, *contact_ids_sql(tx, q))
+
+    # (on a near-empty table the email and phone arms take the partial btrees on those
+    # columns instead, with or without the trigram indexes: the planner's choice)
+    assert "contacts_name_trgm" in await gw.store.transact(contacts("gonzalez"))
+    subject = "SELECT id FROM incidents WHERE subject ILIKE ?"
+    assert "incidents_subject_trgm" in await gw.store.transact(
+        lambda tx: plan(tx, subject, ["%sin tono%"])
+    )
+    partial = await gw.store.read(
+        lambda tx: tx.all(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE '%_trgm'"
+            " AND indexdef LIKE '%IS NOT NULL%' ORDER BY 1"
+        )
+    )
+    assert [r["indexname"] for r in partial] == [
+        "contacts_email_trgm",
+        "contacts_name_trgm",
+        "contacts_phone_trgm",
+        "incidents_subject_trgm",
+    ]
+
+
 async def test_the_printable_record_page_shows_the_same_record_in_spanish(
     start_app, settings
 ) -> None:
