@@ -92,7 +92,10 @@ def parse_update(data: dict[str, Any], bot: telegram.Bot | None = None) -> Parse
         return ParsedUpdate(update_id, "other", extra[0] if extra else "empty")
     edited = update.edited_message
     if update_type == "edited_message" and edited is not None:
-        parsed = _message(update_id, edited)
+        try:
+            parsed = _message(update_id, edited)
+        except (TypeError, ValueError, AttributeError) as exc:  # {"chat": null} (fuzzing)
+            raise NotAnUpdate(f"not a Telegram message: {type(exc).__name__}") from None
         kind = "edit" if parsed.kind != "other" else "other"
         return replace(parsed, kind=kind, update_type=update_type, edited_at=edited.edit_date)
     message = update.message

@@ -199,6 +199,18 @@ def test_regression_telegram_message_text_of_the_wrong_type_is_not_an_update() -
         parse_update(update)
 
 
+@pytest.mark.parametrize("chat", [None, {"type": "private"}])
+def test_regression_telegram_edited_message_without_a_chat_is_not_an_update(chat: Any) -> None:
+    """Found by the fuzzer (issue 19's last suite run): an `edited_message` whose `chat` is null
+    made parse_update raise AttributeError (a 500) instead of refusing it."""
+    update = {
+        "update_id": 0,
+        "edited_message": {"message_id": 0, "date": 0, "chat": chat, "text": ""},
+    }
+    with pytest.raises(NotAnUpdate):
+        parse_update(update)
+
+
 @pytest.mark.parametrize("date", [9.223372036854776e18, 2**62, -(2**62), 1e300])
 def test_regression_telegram_date_out_of_any_clock_is_not_an_update(date: float) -> None:
     """Found by the long fuzz run: a huge `date` made PTB raise OverflowError/OSError."""
