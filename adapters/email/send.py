@@ -10,9 +10,11 @@ header value is reduced to one clean line first: no header injection (checklist 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
+import socket
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr
@@ -49,6 +51,15 @@ class EmailSender:
         self.relay = gw.settings.smtp_relay
         self.from_address = gw.settings.email.from_address
         self.domain = self.from_address.partition("@")[2] or "localhost"
+        self._ehlo_name: str | None = None  # this host's FQDN, looked up once
+
+    async def ehlo_name(self) -> str:
+        """The name our EHLO gives the relay: this host's FQDN, as aiosmtplib would use, but
+        looked up once per process (aiosmtplib asks `socket.getfqdn` in a thread per
+        connection: 8 % of the gateway's CPU while chat confirmation mails went out)."""
+        if self._ehlo_name is None:
+            self._ehlo_name = await asyncio.to_thread(socket.getfqdn) or self.domain
+        return self._ehlo_name
 
     async def send(self, item: OutboundItem) -> str:
         """Deliver one outbox row; returns the Message-ID we gave it."""
@@ -146,6 +157,7 @@ class EmailSender:
                 sender=self.from_address,
                 recipients=[recipient],
                 timeout=SEND_TIMEOUT,
+                local_hostname=await self.ehlo_name(),
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]

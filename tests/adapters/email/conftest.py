@@ -43,12 +43,14 @@ class Relay:
     port: int = 0
     answer: str | None = None
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+    ehlo_names: list[str] = field(default_factory=list)  # the client's EHLO name, per message
     server: Any = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.answer:
             return self.answer
         msg = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+        self.ehlo_names.append(session.host_name)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
         return "250 2.0.0 queued"
 

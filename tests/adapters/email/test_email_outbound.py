@@ -48,6 +48,30 @@ async def test_acknowledgement_is_a_threaded_rfc3834_auto_reply(start_email, rel
     assert rows[0]["provider_id"] == ack["Message-ID"]
 
 
+async def test_our_ehlo_name_is_this_host_looked_up_once(start_email, relay, monkeypatch) -> None:
+    """The relay hears this host's FQDN in EHLO, as before; it is looked up once per process,
+    not once per mail (aiosmtplib's own default asks socket.getfqdn on every connection)."""
+    from types import SimpleNamespace
+
+    from adapters.email import send as email_send
+
+    lookups: list[int] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(1)
+        return "core-a.callmyway.test"
+
+    # Only the sender's lookups (the test's own SMTP client asks getfqdn too).
+    monkeypatch.setattr(email_send, "socket", SimpleNamespace(getfqdn=getfqdn))
+    gw = await start_email()
+    await accepted(gw, mail(msgid="<ehlo-1@cliente.com>", sender="ana@cliente.com"))
+    await accepted(gw, mail(msgid="<ehlo-2@cliente.com>", sender="luis@cliente.com"))
+    await gw.outbox.drain_once()
+    await relay.wait(2)
+    assert relay.ehlo_names == ["core-a.callmyway.test", "core-a.callmyway.test"]
+    assert len(lookups) == 1
+
+
 async def test_after_hours_acknowledgement_says_when_we_open(start_email, relay, clock) -> None:
     clock.set(CLOSED_TIME)
     gw = await start_email()
