@@ -44,6 +44,7 @@ class Relay:
     answer: str | None = None
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
     ehlo_names: list[str] = field(default_factory=list)  # the client's EHLO name, per message
+    sessions: list[Any] = field(default_factory=list)  # SMTP sessions opened to this relay
     server: Any = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -56,16 +57,33 @@ class Relay:
 
     async def start(self) -> Relay:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: SMTP(self, hostname="relay.test", loop=loop), "127.0.0.1", self.port
-        )
+
+        def session() -> SMTP:
+            protocol = SMTP(self, hostname="relay.test", loop=loop)
+            self.sessions.append(protocol)
+            return protocol
+
+        self.server = await loop.create_server(session, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
+        """Stop listening (sessions still open stay: `aclose` ends them too)."""
         if self.server is not None:
             self.server.close()
             self.server = None
+
+    async def aclose(self) -> None:
+        """Stop listening and end the sessions still open: a mail the gateway is still sending
+        when a test ends must not leave its socket to the garbage collector."""
+        self.stop()
+        for protocol in self.sessions:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abort()
+        self.sessions.clear()
+        for _ in range(3):  # the transports close their sockets on the next loop turns
+            await asyncio.sleep(0)
 
     async def wait(self, count: int, seconds: float = 5.0) -> list[EmailMessage]:
         """The captured messages once there are `count` (fails after `seconds`)."""
@@ -79,7 +97,7 @@ class Relay:
 async def relay():
     r = await Relay().start()
     yield r
-    r.stop()
+    await r.aclose()
 
 
 @pytest.fixture

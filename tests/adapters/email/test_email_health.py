@@ -23,7 +23,7 @@ async def test_relay_failure_and_recovery_are_recorded(start_email, clock) -> No
         await gw.outbox.drain_once()
         await relay.wait(1)
     finally:
-        relay.stop()
+        await relay.aclose()
     up = gw.providers.states["smtp"]
     assert up.last_ok == clock.now and up.failing_since is None and up.last_error is not None
 

@@ -153,7 +153,7 @@ async def test_relay_down_then_up(start_email, clock) -> None:
         [ack] = await relay.wait(1)
         assert tracking in ack["Subject"]
     finally:
-        relay.stop()
+        await relay.aclose()
 
 
 async def test_relay_4xx_is_retried_and_5xx_is_final(start_email, relay, clock) -> None:

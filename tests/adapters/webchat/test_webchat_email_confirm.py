@@ -7,6 +7,7 @@ agent's replies while the visitor is away.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -34,6 +35,13 @@ async def email_rows(gw: Any, kind: str) -> list[dict[str, Any]]:
             "SELECT * FROM outbox WHERE channel = 'email' AND kind = ? ORDER BY id", (kind,)
         )
     )
+
+
+async def wait_sent(gw: Any, kind: str) -> None:
+    """Until the outbox has recorded the first `kind` mail as sent (5 s at most)."""
+    async with asyncio.timeout(5):
+        while (await email_rows(gw, kind))[0]["status"] != "sent":  # noqa: ASYNC110 - a row
+            await asyncio.sleep(0.01)
 
 
 async def test_replies_are_mailed_only_once_the_address_is_confirmed(
@@ -70,11 +78,15 @@ async def test_replies_are_mailed_only_once_the_address_is_confirmed(
         assert row["provider_id"] == "email-fallback"
         [copy] = await email_rows(gw, "reply")
         assert copy["recipient"] == "ana@example.com"
+        _, mailed = await relay.wait(2)  # the copy reaches the visitor's confirmed address
+        assert mailed["To"] == "ana@example.com"
+        assert "Le llamamos en 10 minutos." in mailed.get_body().get_content()  # type: ignore[union-attr]
+        await wait_sent(gw, "reply")  # its send is over (no relay session left at the end)
         # A forged or stale link confirms nothing.
         bad = await client.post("/chat/confirm?lang=es", data={"t": "x" * 43})
         assert bad.status == 400 and "no es válido" in await bad.text()
     finally:
-        relay.stop()
+        await relay.aclose()
 
 
 async def confirmed(gw: Any) -> list[str]:
