@@ -52,6 +52,7 @@ class _Registry(HeaderRegistry):
 
 
 _REGISTRY = _Registry()
+HEADER_CLASSES = _REGISTRY  # for policies that build mail (adapters.email.send)
 
 
 class MemoPolicy(EmailPolicy):

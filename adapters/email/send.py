@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 
+from adapters.email.body import HEADER_CLASSES
 from adapters.email.parse import clean_line, message_ids, plain_address
 from gateway.core.model import OutboundItem, SendError
 from gateway.core.timeutil import parse_iso
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from gateway.core.services import Gateway
 
 log = logging.getLogger(__name__)
+# SMTP's policy with one header class per kind: the standard registry makes a new class for
+# each header set (10 per mail); the same bytes, built in 0.40 instead of 0.96 ms (timeit).
+OUT_POLICY = SMTP_POLICY.clone(header_factory=HEADER_CLASSES)
 SEND_TIMEOUT = 30.0
 # "Re: Fwd: [CMW-0000042-7] ..." → the customer's own words, so prefixes do not pile up.
 _PREFIX = re.compile(r"^\s*((re|fw|fwd|rv|aw|sv|tr)\s*:\s*|\[CMW-[0-9]{7,}-[0-9]\]\s*)+", re.I)
@@ -122,7 +126,7 @@ class EmailSender:
                 "email_reply", lang, text=p.get("text") or "", author=author, tracking=tracking
             )
             title = texts.render("email_reply_subject", lang, tracking=tracking, subject=subject)
-        msg = EmailMessage(policy=SMTP_POLICY)
+        msg = EmailMessage(policy=OUT_POLICY)
         msg["From"] = formataddr((texts.render("email_from_name", lang), self.from_address))
         msg["To"] = formataddr((name, recipient)) if name else recipient
         msg["Subject"] = clean_line(title)

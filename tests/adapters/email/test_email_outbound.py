@@ -204,3 +204,51 @@ async def test_long_folded_references_of_a_gmail_thread_stay_well_formed(start_e
     assert len(ids) <= 21 and ids[-1] == "<last@mail.gmail.com>"
     assert all(i.startswith("<CAthread") or i == "<last@mail.gmail.com>" for i in ids)
     assert ack["In-Reply-To"] == "<last@mail.gmail.com>"
+
+
+async def test_outbound_mail_is_byte_for_byte_what_the_smtp_policy_builds(
+    start_email, monkeypatch
+) -> None:
+    """The sender's policy only reuses header classes: every kind of mail it builds, with
+    non-ASCII names and subjects and long references, is the standard SMTP policy's output."""
+    from email.policy import SMTP
+
+    from adapters.email import send as email_send
+    from gateway.core.model import OutboundItem
+
+    gw = await start_email()
+    sender = email_send.EmailSender(gw)
+    monkeypatch.setattr(email_send.secrets, "token_hex", lambda n: "0" * (2 * n))
+    incident = {"tracking": "CR-20261207-000001", "language": "es", "country": "CR",
+                "subject": "Línea caída — oficina de Ñuñoa"}  # fmt: skip
+    refs = [f"<ref{n}.{'x' * 40}@cliente.com>" for n in range(12)]
+    payloads = {
+        "ack": {"name": "Ana María Pérez-Ñúñez", "in_reply_to": "<q1@cliente.com>",
+                "references": refs, "subject": "Sin tono en la línea"},
+        "reply": {"text": "Hola Ana, ya revisamos su línea.\n" * 40, "author": "Lucía Gómez"},
+        "notice": {"text": "Resolvimos su caso: era un cable dañado."},
+        "confirm": {"link": "https://soporte.callmyway.com/chat/confirm?t=abc"},
+    }  # fmt: skip
+    items = [
+        OutboundItem(
+            id=number,
+            channel="email",
+            kind=kind,
+            recipient="ana@cliente.com",
+            incident_id=1,
+            tracking=incident["tracking"],
+            message_id=None,
+            payload=payload,
+            attempts=1,
+        )
+        for number, (kind, payload) in enumerate(payloads.items(), 1)
+    ]
+    ours = [sender.build(item, "ana@cliente.com", incident).as_bytes() for item in items]
+    monkeypatch.setattr(email_send, "OUT_POLICY", SMTP)
+    standard = [sender.build(item, "ana@cliente.com", incident).as_bytes() for item in items]
+    for item, mine, theirs in zip(items, ours, standard, strict=True):
+        assert _without_date(mine) == _without_date(theirs), item.kind
+
+
+def _without_date(raw: bytes) -> bytes:
+    return b"\r\n".join(line for line in raw.split(b"\r\n") if not line.startswith(b"Date: "))
