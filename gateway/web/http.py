@@ -295,11 +295,10 @@ async def input_middleware(request: web.Request, handler: Handler) -> web.Stream
         if routed and request.method in _BODY_METHODS and request.body_exists:
             # Every body is read here, whole, within the deadline (slowloris on bodies); the
             # handlers' read()/post()/json() then use aiohttp's cached copy.
-            if request.content.is_eof():  # the whole body came with the headers
+            # A body that came whole with the headers needs no deadline (no timer is armed).
+            whole = request.content.is_eof()
+            async with asyncio.timeout(None if whole else request.app.get(BODY_TIMEOUT, 30.0)):
                 raw = await request.read()
-            else:
-                async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
-                    raw = await request.read()
             if _is_json(request):
                 request[_JSON] = parse_json(raw)
     except BadInput as exc:
