@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,9 +58,10 @@ def run_cli(tmp_path: Path, env: dict[str, str], *args: str, stdin: str = "") ->
     return done.stdout
 
 
-def test_serve_with_no_settings_then_sigterm_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])  # GATEWAY_EVENT_LOOP; uvloop by default
+def test_serve_with_no_settings_then_sigterm_exits_0(loop: str, tmp_path: Path) -> None:
     http, smtp = free_port(), free_port()
-    env = env_for(tmp_path, http, smtp)
+    env = {**env_for(tmp_path, http, smtp), "GATEWAY_EVENT_LOOP": loop}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"],
         env=env,

@@ -9,28 +9,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.all import RUNS, rows
-from tests.pgcluster import Cluster, find_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ("chat", "whatsapp", "telegram", "email")
-
-
-@pytest.fixture(scope="module")
-def durable_pg() -> Iterator[str]:
-    """A durable throwaway PostgreSQL server (fsync on, as the benchmarks require)."""
-    bindir = find_bindir()
-    assert bindir is not None
-    cluster = Cluster(bindir, durable=True).start()
-    try:
-        yield cluster.url()
-    finally:
-        cluster.stop()
 
 
 def test_every_contact_of_a_mixed_load_gets_its_tracking_number(

@@ -9,26 +9,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.pgcluster import Cluster, find_bindir
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def durable_pg() -> Iterator[str]:
-    """A durable throwaway PostgreSQL server (fsync on, as the benchmarks require)."""
-    bindir = find_bindir()
-    assert bindir is not None
-    cluster = Cluster(bindir, durable=True).start()
-    try:
-        yield cluster.url()
-    finally:
-        cluster.stop()
 
 
 def test_crash_soak_keeps_every_acknowledged_contact_once(

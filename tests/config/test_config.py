@@ -4,13 +4,8 @@ every validation error naming its key; the CLI's one-line error and exit status 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -223,53 +218,6 @@ def test_cli_unknown_event_loop_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert errors == [
         "configuration error: GATEWAY_EVENT_LOOP must be 'uvloop' or 'asyncio', not 'libev'"
     ]
-
-
-@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_serve_runs_on_the_event_loop_chosen(loop: str, tmp_path: Path) -> None:
-    """`serve` on uvloop (the default) and on asyncio's loop answers /healthz, then stops on
-    SIGTERM."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "GATEWAY_EVENT_LOOP": loop,
-        "GATEWAY_DB": f"sqlite:///{tmp_path}/g.db",
-        "GATEWAY_HTTP_HOST": "127.0.0.1",
-        "GATEWAY_HTTP_PORT": str(port),
-        "GATEWAY_SMTP_HOST": "127.0.0.1",
-        "GATEWAY_SMTP_PORT": str(_free_port()),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        health = None
-        for _ in range(150):
-            try:
-                url = f"http://127.0.0.1:{port}/healthz"
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    health = json.loads(resp.read())
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert health is not None and health["database"] == "ok", health
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr[-2000:]
-    assert "Traceback" not in stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_cli_check_config_prints_effective_config_masked(tmp_path: Path) -> None:
