@@ -78,6 +78,10 @@ def get(figures: dict, *path: Any) -> float | None:
 
 
 Row = tuple[str, str, float | None, float | None, str, str]
+# The target column of a floor's row: the same work without the gateway's logic, measured in
+# the same run, bounds what the gateway can reach on this machine (issue 19: "show the floor
+# that proves it").
+FLOOR = "the most the row above can be here"
 
 
 def rows(f: dict[str, dict], quick: bool) -> list[Row]:
@@ -109,6 +113,8 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
          ">= 0.85"),
         ("webhook_rate", f"webhook: gateway p99 ms at {offered:,.0f} req/s offered",
          *both(wr, "p99_ms"), "{:.1f}", "<= 25" if offered >= 1000 else "(<= 25 at 1,000 req/s)"),
+        ("webhook", "  floor: floor + checks req/s (50 conns)", *both(w, "floor_checks_rps"),
+         "{:.0f}", f"below {offered:,.0f}: that rate is more than the machine serves"),
         ("intake", "intake: pipeline / per-row COMMIT", *both(i, "pipeline_to_baseline"),
          "{:.2f}", ""),
         ("intake", "intake: pipeline / rows-only ceiling", *both(i, "pipeline_to_ceiling"),
@@ -132,8 +138,12 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
          *both(m, "email", "p99_ms"), "{:.0f}", acks),
         ("webhook", "PostgreSQL / SQLite: webhook req/s", None,
          get(w, "postgresql_to_sqlite", "gateway"), "{:.2f}", ">= 0.8"),
+        ("webhook", "PostgreSQL / SQLite:   floor: floor + checks", None,
+         get(w, "postgresql_to_sqlite", "floor_checks"), "{:.2f}", FLOOR),
         ("intake", "PostgreSQL / SQLite: intake/s", None,
          get(i, "postgresql_to_sqlite", "pipeline"), "{:.2f}", ">= 0.8"),
+        ("intake", "PostgreSQL / SQLite:   floor: rows-only ceiling", None,
+         get(i, "postgresql_to_sqlite", "ceiling"), "{:.2f}", FLOOR),
         ("smtp", "PostgreSQL / SQLite: SMTP msgs/s", None,
          get(s, "postgresql_to_sqlite", "concurrent"), "{:.2f}", ">= 0.8"),
         ("instances", "two instances / one, aggregate req/s", None,
