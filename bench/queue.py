@@ -60,6 +60,8 @@ from gateway.store.sqlite import _apply_migrations
 from gateway.web.api import QUEUE_SELECT, QUEUE_SELECT_SQLITE
 from gateway.workspace.sessions import MIGRATIONS as WORKSPACE
 
+# How long the gateway may take to answer its first /healthz on a freshly loaded database.
+READY_SECONDS = 180
 TOKEN = "bench-token-" + "x" * 32
 NOW = datetime.now(UTC)
 CHANNELS = ("email", "whatsapp", "webchat", "voice", "telegram", "click2call")
@@ -269,19 +271,33 @@ def quantiles(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": q[49], "p99_ms": q[98]}
 
 
+def wait_ready(port: int, server: subprocess.Popen[bytes]) -> http.client.HTTPConnection:
+    """A keep-alive connection to the gateway once it answers /healthz (it may take a while to
+    start on a million incidents and a busy machine); exits with the reason when it never does."""
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return conn
+        except OSError as exc:
+            conn.close()  # a half-sent request would leave it unusable
+            if server.poll() is not None:
+                message = f"the gateway exited ({server.returncode}) before answering"
+                raise SystemExit(message) from exc
+            if time.monotonic() > deadline:
+                message = f"the gateway did not answer /healthz in {READY_SECONDS} s: {exc}"
+                raise SystemExit(message) from exc
+            time.sleep(0.1)
+
+
 def measure(url: str, total: int, n: int) -> dict[str, dict[str, float]]:
     """Start the gateway on `url`, time the three requests; their p50/p99."""
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port)])
     try:
-        for _ in range(300):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        conn = wait_ready(port, server)
         rnd = random.Random(1)
         trackings = [
             f"/api/v1/incidents/{format_tracking(rnd.randint(1, total))}" for _ in range(n)
