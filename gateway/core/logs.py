@@ -33,5 +33,6 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # httpx (python-telegram-bot's transport) logs request URLs, which carry the bot token.
+    # httpx (python-telegram-bot's default transport; the gateway sends over aiohttp) logs
+    # request URLs, which carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
