@@ -126,3 +126,22 @@ def test_the_webhook_profile_by_stage_names_every_stage(
         assert set(figures) == STAGES
         assert all(value > 0 for value in figures.values()), figures
         assert "event loop stages, total" in done.stdout
+
+
+def test_the_telegram_transport_comparison_times_both_transports(
+    bench_env: dict[str, str], tmp_path: Path
+) -> None:
+    """bench/telegram.py sends through PTB's Bot over httpx and over the gateway's aiohttp
+    transport to its loopback Bot API, and gives each a CPU figure per send."""
+    out = tmp_path / "telegram.json"
+    done = subprocess.run(
+        [sys.executable, "bench/telegram.py", "--sends", "40", "--concurrency", "4",
+         "--rounds", "1", "--json", str(out)],
+        cwd=ROOT, env=bench_env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for transport in ("httpx", "aiohttp"):
+        assert figures[transport]["cpu_us"] > 0 and figures[transport]["rate"] > 0
+    assert figures["aiohttp_to_httpx_cpu"] > 0
+    assert "aiohttp / httpx, CPU per send" in done.stdout
