@@ -16,7 +16,7 @@ import re
 import secrets
 import socket
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,56 @@ if TYPE_CHECKING:
     from gateway.core.services import Gateway
 
 log = logging.getLogger(__name__)
-# SMTP's policy with one header class per kind: the standard registry makes a new class for
-# each header set (10 per mail); the same bytes, built in 0.40 instead of 0.96 ms (timeit).
-OUT_POLICY = SMTP_POLICY.clone(header_factory=HEADER_CLASSES)
+# Headers whose values repeat from mail to mail: our From (one per language), X-Loop, the
+# auto-reply marks, the MIME headers set_content writes, the Date within a second.
+_REPEATING = frozenset(
+    {"from", "x-loop", "auto-submitted", "x-auto-response-suppress", "mime-version",
+     "content-type", "content-transfer-encoding", "date"}
+)  # fmt: skip
+_MEMO_LIMIT = 256  # entries before the memo starts over (Date values come and go)
+_PARSED: dict[tuple[str, str], tuple[str, Any]] = {}
+_FOLDED: dict[tuple[int, bool, str, int | None, str], bytes] = {}
+_HELD: dict[int, Any] = {}  # id -> the memoised header object (kept alive: ids stay valid)
+
+
+class OutPolicy(EmailPolicy):
+    """`email.policy.SMTP` with one header class per kind (the standard registry makes a new
+    class for each header set: 10 per mail) and repeating headers parsed and folded once per
+    process instead of once per mail. Header objects are immutable, and folding depends only
+    on the object and the policy's folding settings, so every mail's bytes are those of
+    `email.policy.SMTP` (tests/adapters/email/test_email_outbound.py)."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if not isinstance(value, str) or hasattr(value, "name"):
+            return super().header_store_parse(name, value)
+        if name.lower() not in _REPEATING:
+            return super().header_store_parse(name, value)
+        key = (name, value)
+        stored = _PARSED.get(key)
+        if stored is None:
+            stored = super().header_store_parse(name, value)  # may raise: nothing kept then
+            if len(_PARSED) >= _MEMO_LIMIT:
+                _PARSED.clear()
+                _FOLDED.clear()
+                _HELD.clear()
+            _PARSED[key] = stored
+            _HELD[id(stored[1])] = stored[1]
+        return stored
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if _HELD.get(id(value)) is not value:
+            return super().fold_binary(name, value)
+        key = (id(value), self.utf8, self.cte_type, self.max_line_length, self.linesep)
+        folded = _FOLDED.get(key)
+        if folded is None:
+            folded = _FOLDED[key] = super().fold_binary(name, value)
+        return folded
+
+
+# An acknowledgement built and flattened (timeit, 3,000 mails with their own To, Subject and
+# ids): 1,237-1,286 µs with email.policy.SMTP, 753-808 with the header classes, 425-448 with
+# the memo too.
+OUT_POLICY = OutPolicy(linesep="\r\n", header_factory=HEADER_CLASSES)
 SEND_TIMEOUT = 30.0
 # "Re: Fwd: [CMW-0000042-7] ..." → the customer's own words, so prefixes do not pile up.
 _PREFIX = re.compile(r"^\s*((re|fw|fwd|rv|aw|sv|tr)\s*:\s*|\[CMW-[0-9]{7,}-[0-9]\]\s*)+", re.I)

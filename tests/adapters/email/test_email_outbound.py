@@ -4,6 +4,7 @@ bounces about our mail, header injection, and a relay that is down, refusing or 
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any
 
 from gateway.core.replies import queue_reply
@@ -244,10 +245,33 @@ async def test_outbound_mail_is_byte_for_byte_what_the_smtp_policy_builds(
         for number, (kind, payload) in enumerate(payloads.items(), 1)
     ]
     ours = [sender.build(item, "ana@cliente.com", incident).as_bytes() for item in items]
+    # Built again: the repeating headers now come from the policy's memo.
+    again = [sender.build(item, "ana@cliente.com", incident).as_bytes() for item in items]
     monkeypatch.setattr(email_send, "OUT_POLICY", SMTP)
     standard = [sender.build(item, "ana@cliente.com", incident).as_bytes() for item in items]
-    for item, mine, theirs in zip(items, ours, standard, strict=True):
+    for item, mine, second, theirs in zip(items, ours, again, standard, strict=True):
         assert _without_date(mine) == _without_date(theirs), item.kind
+        assert _without_date(second) == _without_date(theirs), item.kind
+
+
+def test_the_outbound_header_memo_stays_bounded_and_keeps_utf8_folding_apart() -> None:
+    from adapters.email import send as email_send
+
+    for second in range(3 * email_send._MEMO_LIMIT):  # a Date per second for an hour or so
+        msg = EmailMessage(policy=email_send.OUT_POLICY)
+        msg["Date"] = f"Mon, 07 Dec 2026 12:{second // 60 % 60:02d}:{second % 60:02d} +0000"
+        msg["From"] = "Soporte CallMyWay <soporte@callmyway.com>"
+        msg.as_bytes()
+    assert len(email_send._PARSED) <= email_send._MEMO_LIMIT
+    assert len(email_send._HELD) == len(email_send._PARSED)
+    # The same memoised header folds by each policy's own rules (aiosmtplib clones the policy
+    # with utf8=True for an SMTPUTF8 relay): a non-ASCII name stays raw only there.
+    msg = EmailMessage(policy=email_send.OUT_POLICY)
+    msg["From"] = "Soporte Atención <soporte@callmyway.com>"
+    ascii_only = msg.as_bytes()
+    raw = msg.as_bytes(policy=email_send.OUT_POLICY.clone(utf8=True))
+    assert b"=?utf-8?" in ascii_only and "Atención".encode() in raw
+    assert msg.as_bytes() == ascii_only
 
 
 def _without_date(raw: bytes) -> bytes:
