@@ -14,6 +14,7 @@ import hashlib
 import html
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -100,12 +101,14 @@ def request_confirmation(
     return True
 
 
-async def ask_to_confirm(gw: Gateway, visitor: str | None, email: str, receipt: Receipt) -> bool:
-    """After a chat `start` with an email: True if this visitor confirmed it already, else the
-    confirmation mail is queued (or was, recently) and False."""
+def confirmation_job(gw: Gateway, visitor: str | None, email: str) -> Callable[[Tx, Receipt], bool]:
+    """The write of `ask_to_confirm` as a function of the transaction and the chat's receipt:
+    True if this visitor confirmed the address already, else the confirmation mail is queued
+    (or was, recently) and False. The chat's `start` runs it in the intake's own transaction
+    (`Intake.accept_with`)."""
     now = gw.clock()
 
-    def ask(tx: Tx) -> bool:
+    def ask(tx: Tx, receipt: Receipt) -> bool:
         if not visitor or confirmed_email(tx, visitor) == email.lower():
             return bool(visitor)
         request_confirmation(
@@ -119,8 +122,15 @@ async def ask_to_confirm(gw: Gateway, visitor: str | None, email: str, receipt: 
         )
         return False
 
+    return ask
+
+
+async def ask_to_confirm(gw: Gateway, visitor: str | None, email: str, receipt: Receipt) -> bool:
+    """After a chat frame with an email, in a transaction of its own: `confirmation_job`'s
+    answer (False when it could not be committed)."""
+    job = confirmation_job(gw, visitor, email)
     try:
-        confirmed = await gw.store.transact(ask)
+        confirmed = await gw.store.transact(lambda tx: job(tx, receipt))
     except TemporaryFailure:
         log.warning("could not queue the email confirmation of %s", receipt.tracking)
         return False

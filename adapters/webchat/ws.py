@@ -13,13 +13,13 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.webchat import confirm, presence
-from adapters.webchat.confirm import ask_to_confirm
+from adapters.webchat.confirm import ask_to_confirm, confirmation_job
 from adapters.webchat.delivery import Delivery, email_guard
 from adapters.webchat.frames import Details, FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
@@ -34,9 +34,9 @@ from adapters.webchat.page import ChatPages, allowed_origins, normalize_origin, 
 from adapters.webchat.token import issue_token, new_visitor_id, verify_token
 from adapters.webchat.upload import make_upload
 from gateway.core.errors import Rejected, TemporaryFailure
-from gateway.core.model import Contact, Inbound
+from gateway.core.model import Contact, Inbound, Receipt
 from gateway.core.timeutil import iso
-from gateway.store.tx import Row
+from gateway.store.tx import Row, Tx
 from gateway.web.http import client_address, error_response
 
 if TYPE_CHECKING:
@@ -297,8 +297,21 @@ class WebChat:
     async def _accept(
         self, ws: web.WebSocketResponse, session: Session, msg: Inbound, client_id: str | None
     ) -> Any:
+        accepted = await self._accept_with(ws, session, msg, client_id, None)
+        return None if accepted is None else accepted[0]
+
+    async def _accept_with(
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        msg: Inbound,
+        client_id: str | None,
+        also: Callable[[Tx, Receipt], Any] | None,
+    ) -> tuple[Receipt, Any] | None:
+        """The intake's receipt and what `also` gave (committed together), or None when an
+        error frame was sent instead."""
         try:
-            return await self.gw.intake.accept(msg)
+            return await self.gw.intake.accept_with(msg, also)
         except TemporaryFailure:
             # Nothing was committed: the client keeps the frame and resends the same client_id.
             await self._error(ws, session, "not_saved", client_id=client_id)
@@ -338,14 +351,17 @@ class WebChat:
             severity=start.severity,
             author=start.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
-        receipt = await self._accept(ws, session, msg, start.client_id)
-        if receipt is None:
+        # Replies are mailed only to an address the visitor confirmed: the confirmation mail is
+        # queued in the intake's own transaction, so the ticket waits for one COMMIT.
+        ask = confirmation_job(self.gw, session.visitor, start.email) if start.email else None
+        accepted = await self._accept_with(ws, session, msg, start.client_id, ask)
+        if accepted is None:
             return
+        receipt, confirmed = accepted
+        if ask is not None:
+            self.gw.outbox.wake()
         session.contact, session.claims, session.country = contact, claims, receipt.country
-        confirmed = False
-        if start.email:  # replies are mailed only to an address the visitor confirmed
-            confirmed = await ask_to_confirm(self.gw, session.visitor, start.email, receipt)
-        await self._committed(ws, session, receipt, start.client_id, start.text, confirmed)
+        await self._committed(ws, session, receipt, start.client_id, start.text, bool(confirmed))
 
     async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
         if not session.tracking:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from config.settings import Settings
 from gateway.core import feedback, quarantine
@@ -41,6 +41,7 @@ from routing.model import SEVERITIES
 from routing.resolve import resolve_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 UNVERIFIED = "sender_unverified"  # flag of mail whose DMARC evaluation is `fail`
 
 
@@ -666,6 +667,19 @@ class Intake:
 
     async def accept(self, msg: Inbound) -> Receipt:
         """Commit the inbound item (or find its earlier receipt); raise TemporaryFailure if not."""
+        receipt, _ = await self.accept_with(msg, None)
+        return receipt
+
+    async def accept_with(
+        self, msg: Inbound, also: Callable[[Tx, Receipt], T] | None
+    ) -> tuple[Receipt, T | None]:
+        """`accept`, and `also(tx, receipt)` in the same transaction: what the adapter would
+        otherwise commit right after (a chat visitor's address confirmation) shares the
+        intake's COMMIT, so the customer's answer waits for one group commit, not two.
+
+        `also` runs in a savepoint after the intake, duplicates included: an exception in it
+        takes back its own writes only, is logged, and gives None; the intake stands.
+        """
         now = self._now()
         # A lone surrogate (Python's email package decodes undecodable bytes into them) can be
         # neither stored nor sent on: replaced here, so such input is never shunted for a
@@ -676,7 +690,9 @@ class Intake:
         started = time.perf_counter()
         outcome = "error"
         try:
-            receipt = await self.store.transact(lambda tx: apply_inbound(tx, msg, now, self.ctx))
+            receipt, extra = await self.store.transact(
+                lambda tx: _with_also(tx, apply_inbound(tx, msg, now, self.ctx), also)
+            )
             outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
         except TemporaryFailure:
             self.temporary_failures += 1
@@ -704,4 +720,19 @@ class Intake:
             # the outbox for anything else would cost it a read per commit for nothing.
             if self.on_commit is not None and receipt.created and msg.acknowledge:
                 self.on_commit()
-        return receipt
+        return receipt, extra
+
+
+def _with_also(
+    tx: Tx, receipt: Receipt, also: Callable[[Tx, Receipt], T] | None
+) -> tuple[Receipt, T | None]:
+    if also is None:
+        return receipt, None
+    try:
+        with tx.savepoint("also"):
+            return receipt, also(tx, receipt)
+    except Exception:
+        log.exception(
+            "the work committed with intake %s failed; the intake stands", receipt.tracking
+        )
+        return receipt, None

@@ -12,9 +12,10 @@ which database answered.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +100,19 @@ class Tx(ABC):
         return self.all(sql, params)
 
     # generic -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def savepoint(self, name: str = "part") -> Iterator[None]:
+        """A part of the transaction that an exception takes back alone (the same SQL on
+        SQLite and PostgreSQL); the transaction goes on either way."""
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
     def ping(self) -> bool:
         row = self.one("SELECT 1 AS ok")
         return row is not None and row["ok"] == 1

@@ -357,3 +357,34 @@ async def test_a_half_read_result_does_not_pin_a_readers_snapshot(gw) -> None:
     with sqlite3.connect(gw.store.path) as other:
         busy, frames, done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and frames == done  # no reader held an old snapshot back
+
+
+async def test_accept_with_commits_the_adapters_part_in_the_intakes_transaction(gw) -> None:
+    """A chat `start` with an email queues the confirmation mail in the intake's own
+    transaction: one COMMIT for both, so the visitor's ticket waits for one group commit."""
+
+    def note(tx, receipt):
+        tx.insert_event(receipt.incident_id, OPEN_TIME, "system", "adapter_note", {})
+        return receipt.tracking
+
+    before = gw.store.batches
+    receipt, value = await gw.intake.accept_with(email("<with@x>", "ana@example.com"), note)
+    assert value == receipt.tracking and receipt.created
+    assert gw.store.batches == before + 1  # one COMMIT for the intake and the adapter's part
+    events = await gw.store.read(lambda tx: tx.events(receipt.incident_id))
+    assert [e["kind"] for e in events][-1] == "adapter_note"
+
+
+async def test_a_failing_adapter_part_takes_back_only_its_own_writes(gw, caplog) -> None:
+    def broken(tx, receipt):
+        tx.insert_event(receipt.incident_id, OPEN_TIME, "system", "half_done", {})
+        raise ValueError("a bug in the adapter's part")
+
+    receipt, value = await gw.intake.accept_with(whatsapp("SMbroken", "+50688887777"), broken)
+    assert value is None and receipt.created
+    kinds = [e["kind"] for e in await gw.store.read(lambda tx: tx.events(receipt.incident_id))]
+    assert "registered" in kinds and "half_done" not in kinds
+    assert await count(gw, "incidents") == 1 and await count(gw, "receipts") == 1
+    assert "the intake stands" in caplog.text
+    again, _ = await gw.intake.accept_with(whatsapp("SMbroken", "+50688887777"), None)
+    assert again.duplicate and again.tracking == receipt.tracking
