@@ -102,10 +102,10 @@ def request_confirmation(
 
 
 def confirmation_job(gw: Gateway, visitor: str | None, email: str) -> Callable[[Tx, Receipt], bool]:
-    """The write of `ask_to_confirm` as a function of the transaction and the chat's receipt:
-    True if this visitor confirmed the address already, else the confirmation mail is queued
-    (or was, recently) and False. The chat's `start` runs it in the intake's own transaction
-    (`Intake.accept_with`)."""
+    """After a chat frame with an email, as a function of the transaction and the frame's
+    receipt: True if this visitor confirmed the address already, else the confirmation mail is
+    queued (or was, recently) and False. The chat runs it in the intake's own transaction
+    (`Intake.accept_with`), so the answer to the frame waits for one COMMIT."""
     now = gw.clock()
 
     def ask(tx: Tx, receipt: Receipt) -> bool:
@@ -123,19 +123,6 @@ def confirmation_job(gw: Gateway, visitor: str | None, email: str) -> Callable[[
         return False
 
     return ask
-
-
-async def ask_to_confirm(gw: Gateway, visitor: str | None, email: str, receipt: Receipt) -> bool:
-    """After a chat frame with an email, in a transaction of its own: `confirmation_job`'s
-    answer (False when it could not be committed)."""
-    job = confirmation_job(gw, visitor, email)
-    try:
-        confirmed = await gw.store.transact(lambda tx: job(tx, receipt))
-    except TemporaryFailure:
-        log.warning("could not queue the email confirmation of %s", receipt.tracking)
-        return False
-    gw.outbox.wake()
-    return confirmed
 
 
 def confirmed_email(tx: Tx, visitor: str | None) -> str | None:

@@ -13,13 +13,13 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.webchat import confirm, presence
-from adapters.webchat.confirm import ask_to_confirm, confirmation_job
+from adapters.webchat.confirm import confirmation_job
 from adapters.webchat.delivery import Delivery, email_guard
 from adapters.webchat.frames import Details, FrameError, Hello, Message, Start, parse_frame
 from adapters.webchat.history import (
@@ -36,7 +36,7 @@ from adapters.webchat.upload import make_upload
 from gateway.core.errors import Rejected, TemporaryFailure
 from gateway.core.model import Contact, Inbound, Receipt
 from gateway.core.timeutil import iso
-from gateway.store.tx import Row, Tx
+from gateway.store.tx import Row
 from gateway.web.http import client_address, error_response
 
 if TYPE_CHECKING:
@@ -295,29 +295,30 @@ class WebChat:
 
     # -- start and message: commit, then acknowledge --------------------------------------
     async def _accept(
-        self, ws: web.WebSocketResponse, session: Session, msg: Inbound, client_id: str | None
-    ) -> Any:
-        accepted = await self._accept_with(ws, session, msg, client_id, None)
-        return None if accepted is None else accepted[0]
-
-    async def _accept_with(
         self,
         ws: web.WebSocketResponse,
         session: Session,
         msg: Inbound,
         client_id: str | None,
-        also: Callable[[Tx, Receipt], Any] | None,
-    ) -> tuple[Receipt, Any] | None:
-        """The intake's receipt and what `also` gave (committed together), or None when an
-        error frame was sent instead."""
+        email: str | None = None,
+    ) -> tuple[Receipt, bool] | None:
+        """The intake's receipt, or None when an error frame was sent instead. With a typed
+        `email`, the confirmation mail is queued in the intake's own transaction (replies are
+        mailed only to an address the visitor confirmed), so the answer waits for one COMMIT;
+        the flag says whether the visitor had confirmed that address already."""
+        ask = confirmation_job(self.gw, session.visitor, email) if email else None
         try:
-            return await self.gw.intake.accept_with(msg, also)
+            receipt, confirmed = await self.gw.intake.accept_with(msg, ask)
         except TemporaryFailure:
             # Nothing was committed: the client keeps the frame and resends the same client_id.
             await self._error(ws, session, "not_saved", client_id=client_id)
+            return None
         except Rejected as exc:
             await self._error(ws, session, "invalid", exc.field, client_id)
-        return None
+            return None
+        if ask is not None:
+            self.gw.outbox.wake()
+        return receipt, bool(confirmed)
 
     def _inbound(self, session: Session, client_id: str | None, raw: str, **kw: Any) -> Inbound:
         assert session.visitor is not None
@@ -351,17 +352,12 @@ class WebChat:
             severity=start.severity,
             author=start.name or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
-        # Replies are mailed only to an address the visitor confirmed: the confirmation mail is
-        # queued in the intake's own transaction, so the ticket waits for one COMMIT.
-        ask = confirmation_job(self.gw, session.visitor, start.email) if start.email else None
-        accepted = await self._accept_with(ws, session, msg, start.client_id, ask)
+        accepted = await self._accept(ws, session, msg, start.client_id, start.email)
         if accepted is None:
             return
         receipt, confirmed = accepted
-        if ask is not None:
-            self.gw.outbox.wake()
         session.contact, session.claims, session.country = contact, claims, receipt.country
-        await self._committed(ws, session, receipt, start.client_id, start.text, bool(confirmed))
+        await self._committed(ws, session, receipt, start.client_id, start.text, confirmed)
 
     async def _message(self, ws: web.WebSocketResponse, session: Session, frame: Message) -> None:
         if not session.tracking:
@@ -380,9 +376,9 @@ class WebChat:
             # that this visitor takes part in it); a closed one gets a follow-up incident.
             tracking_hints=(session.tracking,),
         )
-        receipt = await self._accept(ws, session, msg, frame.client_id)
-        if receipt is not None:
-            await self._committed(ws, session, receipt, frame.client_id, frame.text)
+        accepted = await self._accept(ws, session, msg, frame.client_id)
+        if accepted is not None:
+            await self._committed(ws, session, accepted[0], frame.client_id, frame.text)
 
     async def _details(self, ws: web.WebSocketResponse, session: Session, frame: Details) -> None:
         """Who the customer is, told after the first message: filled into the contact (never
@@ -414,13 +410,11 @@ class WebChat:
             tracking_hints=(session.tracking,),
             author=claims.get("name") or ui_texts(self.gw, session.lang).get("visitor", "visitor"),
         )
-        receipt = await self._accept(ws, session, msg, frame.client_id)
-        if receipt is not None:
+        accepted = await self._accept(ws, session, msg, frame.client_id, frame.email)
+        if accepted is not None:
             session.claims = claims
-            if frame.email:  # replies are mailed only to an address the visitor confirmed
-                await ask_to_confirm(self.gw, session.visitor, frame.email, receipt)
             frame_out = {"type": "details_saved", "client_id": frame.client_id}
-            await ws.send_str(_dump({**frame_out, "id": receipt.message_id}))
+            await ws.send_str(_dump({**frame_out, "id": accepted[0].message_id}))
 
     async def _committed(
         self,

@@ -46,6 +46,11 @@ async def test_begin_with_a_message_alone_then_details(chat_app: Any) -> None:
     )
     saved = await recv(ws)
     assert saved["type"] == "details_saved" and saved["client_id"] == "d2"
+    # The typed address gets its confirmation link, queued with the details in one COMMIT.
+    confirm = await gw.store.read(
+        lambda tx: tx.all("SELECT recipient FROM outbox WHERE kind = 'confirm'")
+    )
+    assert confirm == [{"recipient": "ana@example.com"}]
     row = await gw.store.read(lambda tx: tx.incident_by_tracking(tracking))
     # Typed details are the incident's claims, never the visitor's identity (issue #15).
     claims = json.loads(row["claims"])
