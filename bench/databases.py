@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="database(s) to measure; both prints PostgreSQL beside SQLite (default both)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a script starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def write_json(path: str | None, figures: dict[str, Any]) -> None:

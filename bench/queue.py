@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ from bench.databases import (
     SQLITE,
     Databases,
     add_options,
+    free_port,
     pin,
     table,
     write_json,
@@ -243,12 +243,6 @@ def serve(url: str, port: int) -> None:
     env = {"GATEWAY_DB": url, "GATEWAY_HTTP_PORT": str(port)}
     settings = load_settings(env, None)
     web.run_app(create_app(settings, adapters={}), host="127.0.0.1", port=port, print=None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(conn: http.client.HTTPConnection, paths: list[str]) -> list[float]:

@@ -26,7 +26,6 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse
 import asyncio
 import resource
-import socket
 import statistics
 import subprocess
 import time
@@ -37,7 +36,7 @@ from aiohttp import web
 from telegram.request import BaseRequest, HTTPXRequest
 
 from adapters.telegram.request import AiohttpRequest
-from bench.databases import LOAD_CPU, SERVER_CPU, pin, write_json
+from bench.databases import LOAD_CPU, SERVER_CPU, free_port, pin, write_json
 
 TOKEN = "7212345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 TEXT = "Hola Ana, recibimos tu mensaje. Tu número de seguimiento es CMW-0000042-7."
@@ -83,12 +82,6 @@ async def measure(request: BaseRequest, base: str, sends: int, concurrency: int)
     finally:
         await bot.shutdown()
     return {"cpu_us": used / sends * 1e6, "rate": sends / elapsed}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_ready(port: int) -> None:

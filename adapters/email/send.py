@@ -51,9 +51,7 @@ class OutPolicy(EmailPolicy):
     `email.policy.SMTP` (tests/adapters/email/test_email_outbound.py)."""
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        if not isinstance(value, str) or hasattr(value, "name"):
-            return super().header_store_parse(name, value)
-        if name.lower() not in _REPEATING:
+        if type(value) is not str or name.lower() not in _REPEATING:  # a header object too
             return super().header_store_parse(name, value)
         key = (name, value)
         stored = _PARSED.get(key)
