@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from gateway.core.errors import TemporaryFailure
+
 log = logging.getLogger(__name__)
 CHANNEL = "gateway_changes"
 POLL = 2.0  # seconds between checks of the newest event id
@@ -104,7 +106,9 @@ class ChangeFeed:
                     self.publish(dict(RESYNC))
                 first, backoff = False, 0.5
                 await self._listen(conn)
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, TemporaryFailure) as exc:
+                # TemporaryFailure: the store could not read the newest event id (its pool
+                # closed or the server busy); the feed waits and connects again, never dies.
                 log.warning("change feed lost its connection: %s", exc)
             finally:
                 self.connected.clear()

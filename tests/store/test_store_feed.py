@@ -5,13 +5,16 @@ and followed by a resync, and a change whose notification never came is caught b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import psycopg
 import pytest
 
+from gateway.core.errors import TemporaryFailure
 from gateway.core.model import Contact, Inbound
+from gateway.store.pgfeed import ChangeFeed
 from tests.conftest import OPEN_TIME
 
 pytestmark = pytest.mark.postgresql_only
@@ -112,3 +115,26 @@ async def test_a_change_never_notified_is_caught_by_the_poll(start_app, make_set
             )
         notice = await next_notice(seen_by_a, lambda n: n.get("type") == "resync", seconds=10)
     assert notice == {"type": "resync"}
+
+
+async def test_a_feed_whose_store_cannot_read_keeps_trying(db_url: str) -> None:
+    """At (re)connect the feed reads the newest event id through the store; a store that cannot
+    read then (its pool closed while an operator reopens it, the server busy) delays the feed,
+    never ends it: the change feed is the only way this instance hears of the others."""
+    answers: list[Exception | int] = [TemporaryFailure("the database cannot be read"), 7]
+
+    async def newest_event() -> int:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    feed = ChangeFeed(db_url, "core-x", lambda notice: None, newest_event)
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.connected.wait(), timeout=5)
+        assert not task.done() and feed.told == 7 and feed.reconnects == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
