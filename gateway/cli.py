@@ -107,11 +107,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(announce)
+    from gateway.core.heap import freeze_startup_heap
     from gateway.web.listen import start_http
 
     async def run() -> None:
         # run_app's own site has no per-address cap or header deadline: the guarded site does.
         runner, _site = await start_http(app, settings)
+        freeze_startup_heap()  # started: what is alive now lives as long as the process
         try:
             await asyncio.Event().wait()  # until SIGTERM/SIGINT (GracefulExit) cancels it
         finally:
