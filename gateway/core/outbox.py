@@ -90,6 +90,21 @@ def _claim(
     return items
 
 
+def _outlook(tx: Tx, channels: Sequence[str], now: str) -> tuple[str | None, bool]:
+    """When the next pending row of `channels` is due, and whether a claim is worth its write
+    transaction now: a row is due, or a row leased by a worker that died is due again."""
+    due = tx.next_outbox_due(channels)
+    if due is not None and due <= now:
+        return due, True
+    marks = ", ".join("?" * len(channels))
+    expired = tx.one(
+        "SELECT 1 FROM outbox WHERE status = 'sending' AND lease_until < ?"
+        f" AND channel IN ({marks}) LIMIT 1",
+        (now, *channels),
+    )
+    return due, expired is not None
+
+
 def _renew(tx: Tx, ids: Sequence[int], until: datetime) -> None:
     marks = ", ".join("?" * len(ids))
     tx.execute(
@@ -186,6 +201,7 @@ class Outbox:
         self._inflight: list[int] = []  # every row being sent here (leases renewed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keeper: asyncio.Task[None] | None = None
+        self._next_due: str | None = None  # the last pass's view of the next pending row
 
     def register(self, channel: str, sender: Sender, *, ack_text: bool = True) -> None:
         """Deliver rows of `channel` with `sender`; rows of channels without one wait.
@@ -221,15 +237,17 @@ class Outbox:
 
     async def _pump(self, limit: int = 50) -> list[asyncio.Task[None]]:
         """Claim due rows of channels with free slots and start their sends."""
+        self._next_due = None
         free = {c: min(n, limit) for c, n in self._free().items()}
         if not free:
             return []
         channels = sorted(free)
         now = self.clock()
         # A read first: claiming is a write transaction (an fsync), wasted when nothing is due.
-        due = await self.store.read(lambda tx: tx.next_outbox_due(channels))
-        nothing_due = due is None or due > iso(now)
-        if nothing_due and not await self._leases_expired(now, channels):
+        # One read answers both questions (each read is a hop to the database's thread).
+        due, claim = await self.store.read(lambda tx: _outlook(tx, channels, iso(now)))
+        self._next_due = due
+        if not claim:
             return []
         lease, most = self.lease, self.settings.max_attempts
         items = await self.store.transact(lambda tx: _claim(tx, now, free, lease, most))
@@ -265,18 +283,6 @@ class Outbox:
                 self._inflight.remove(item.id)
             if not self._inflight and self._keeper is not None:
                 self._keeper.cancel()
-
-    async def _leases_expired(self, now: datetime, channels: list[str]) -> bool:
-        """Whether rows leased by a worker that died are due again."""
-        marks = ", ".join("?" * len(channels))
-        row = await self.store.read(
-            lambda tx: tx.one(
-                "SELECT 1 FROM outbox WHERE status = 'sending' AND lease_until < ?"
-                f" AND channel IN ({marks}) LIMIT 1",
-                (iso(now), *channels),
-            )
-        )
-        return row is not None
 
     async def _deliver(self, item: OutboundItem) -> None:
         sender = self.senders[item.channel]
@@ -339,6 +345,7 @@ class Outbox:
         """Loop forever: start sends of due rows, then sleep until woken or the next row is due."""
         try:
             while True:
+                self._wake.clear()  # a wake from here on (an intake's commit) means look again
                 try:
                     started = len(await self._pump())
                 except Exception:
@@ -347,14 +354,9 @@ class Outbox:
                 if started:
                     continue
                 timeout = POLL
-                with contextlib.suppress(Exception):
-                    channels = sorted(self._free())
-                    due = parse_iso(
-                        await self.store.read(lambda tx, c=channels: tx.next_outbox_due(c))
-                    )
-                    if due is not None:
-                        timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
-                self._wake.clear()
+                due = parse_iso(self._next_due)  # read by the pass itself
+                if due is not None:
+                    timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
                 with contextlib.suppress(TimeoutError):
                     # Not asyncio.wait_for: on Python 3.11 it returns the result and swallows a
                     # cancellation that arrives as the event is set (gh-86296), and the worker

@@ -217,3 +217,37 @@ async def test_workers_stop_when_cancelled_just_as_they_are_woken(settings, cloc
         done, _ = await asyncio.wait({task}, timeout=3)
         assert done == {task}, f"{worker.__qualname__} outlived its cancellation"
     await gw.store.close()
+
+
+async def test_a_row_committed_during_a_pass_is_sent_without_waiting_for_the_poll(
+    settings, clock, monkeypatch
+) -> None:
+    """An acknowledgement whose intake commits (and wakes the worker) while the worker is in
+    the middle of a pass that found nothing to send goes out at once, not at the next poll:
+    the worker forgets only the wakes that came before the pass began."""
+    monkeypatch.setattr("gateway.core.outbox.POLL", 60.0)
+    gw = await started(settings, clock)
+    sent = asyncio.Event()
+
+    async def ok(item: OutboundItem) -> str:
+        sent.set()
+        return "id"
+
+    gw.outbox.register("telegram", ok)
+    real_read, reads = gw.store.read, []
+
+    async def read(fn):  # the pass's read, with an intake committing meanwhile
+        result = await real_read(fn)
+        reads.append(fn)
+        if len(reads) == 1:
+            await gw.intake.accept(tg("u-wake", "6006"))  # commits, then wakes the worker
+        return result
+
+    gw.store.read = read
+    worker = asyncio.create_task(gw.outbox.run())
+    try:
+        await asyncio.wait_for(sent.wait(), timeout=10)  # not the 60 s poll
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await gw.store.close()
