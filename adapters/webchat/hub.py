@@ -46,6 +46,10 @@ class Hub:
         self.buckets: dict[str, Bucket] = {}  # per visitor, while it has a socket open
         self.by_ip: dict[str, int] = {}
 
+    def sockets(self, visitor: str) -> int:
+        """How many sockets of `visitor` are open here."""
+        return len(self.visitors.get(visitor, ()))
+
     def admit_ip(self, ip: str, cap: int) -> bool:
         """Count a new socket from `ip`, unless it already holds `cap` of them."""
         count = self.by_ip.get(ip, 0)

@@ -4,7 +4,9 @@ Several gateway instances share one database; a visitor's socket is held by one 
 agent's reply may be sent by another. Each instance records the visitors it holds (a row per
 instance and visitor with the socket count) and refreshes its rows every `HEARTBEAT`; a row not
 refreshed for `STALE` belongs to an instance that died and counts for nothing. The same rows
-cap a visitor's sockets across instances. SQL only, inside the caller's transaction.
+cap a visitor's sockets across instances. SQL only, inside the caller's transaction. Kept only
+where the store is shared (PostgreSQL): an SQLite file belongs to one process, whose in-memory
+hub already knows every socket, so a chat there spends no transaction on presence.
 """
 
 from __future__ import annotations

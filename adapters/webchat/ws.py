@@ -128,9 +128,12 @@ class WebChat:
         instances); False when refused, with the socket told and closed."""
         cap, now, instance = self.cfg.max_sockets_per_visitor, self.gw.clock(), self.instance
         try:
-            joined = await self.gw.store.transact(
-                lambda tx: presence.join(tx, instance, visitor, now, cap)
-            )
+            if self.gw.store.shared:
+                joined = await self.gw.store.transact(
+                    lambda tx: presence.join(tx, instance, visitor, now, cap)
+                )
+            else:  # this process holds every socket there is: its hub is the count
+                joined = self.hub.sockets(visitor) < cap
         except TemporaryFailure:
             await self._error(ws, session, "unavailable")
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
@@ -141,6 +144,8 @@ class WebChat:
         return joined
 
     async def _leave(self, visitor: str) -> None:
+        if not self.gw.store.shared:
+            return  # nothing recorded (`_join`)
         instance = self.instance
         try:
             await self.gw.store.transact(lambda tx: presence.leave(tx, instance, visitor))
@@ -153,6 +158,8 @@ class WebChat:
         """Send a frame to the visitor's sockets here and, through the store, on other
         instances; returns how many sockets here got it (-1: relayed to another instance)."""
         sent = await self.hub.send(visitor, data, skip=skip)
+        if not self.gw.store.shared:
+            return sent  # no other instance to hold a socket
         now, instance = self.gw.clock(), self.instance
         if await self.gw.store.read(lambda tx: presence.held_elsewhere(tx, instance, visitor, now)):
             await self.gw.store.broadcast({"type": "chat", "visitor": visitor, "data": data})
@@ -185,11 +192,10 @@ class WebChat:
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """At start forget this instance's old presence; run the heartbeat and the relay."""
         instance = self.instance
-        await self.gw.store.transact(lambda tx: presence.forget_instance(tx, instance))
-        tasks = [
-            asyncio.create_task(self._heartbeat(), name="webchat-presence"),
-            asyncio.create_task(self._relay_in(), name="webchat-relay"),
-        ]
+        tasks = [asyncio.create_task(self._relay_in(), name="webchat-relay")]
+        if self.gw.store.shared:  # alone on its database, an instance's hub is the presence
+            await self.gw.store.transact(lambda tx: presence.forget_instance(tx, instance))
+            tasks.append(asyncio.create_task(self._heartbeat(), name="webchat-presence"))
         yield
         for task in tasks:
             task.cancel()

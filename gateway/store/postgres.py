@@ -262,6 +262,8 @@ class PgTx(Tx):
 class PostgresStore:
     """A pooled, group-committing store on one PostgreSQL database, shared by instances."""
 
+    shared = True
+
     def __init__(
         self,
         url: str,

@@ -19,6 +19,10 @@ T = TypeVar("T")
 class Store(Protocol):
     """What the core needs from a database."""
 
+    # Whether other gateway instances may use the same database (PostgreSQL); an SQLite file
+    # belongs to one process, which then knows alone what is held in memory (chat sockets).
+    shared: bool
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def migrate(self, components: Iterable[tuple[str, list[Migration]]] = ()) -> None: ...

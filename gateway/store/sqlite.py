@@ -141,6 +141,8 @@ class SqliteTx(Tx):
 class SqliteStore:
     """aiosqlite-backed store with one group-committing writer and a few readers."""
 
+    shared = False  # one process owns the file (see `follow`)
+
     def __init__(self, path: str, *, readers: int = 2, busy_timeout_ms: int = 5000):
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms

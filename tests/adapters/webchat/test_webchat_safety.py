@@ -112,6 +112,34 @@ async def test_per_ip_socket_cap_answers_429(chat_app: Any) -> None:
     assert third is not None and (await hello(third))[0]["type"] == "welcome"
 
 
+async def test_per_visitor_socket_cap_on_one_instance(chat_app: Any) -> None:
+    """A visitor's tabs are capped (1008 "too many sockets"); a closed tab frees its place.
+    On SQLite the process's own hub counts them, on PostgreSQL the shared presence rows."""
+    client, gw = await chat_app({"max_sockets_per_visitor": 2})
+    first = await connect(client)
+    welcome, _ = await hello(first)
+    second = await connect(client)
+    await hello(second, welcome["token"])
+    third = await connect(client)
+    await third.send_json({"type": "hello", "token": welcome["token"]})
+    refused = await recv(third)
+    assert refused["type"] == "error" and refused["code"] == "too_many_sockets"
+    await third.receive(timeout=5)
+    assert third.close_code == WSCloseCode.POLICY_VIOLATION
+    await second.close()
+    for _ in range(100):  # the server notices the close on its own schedule
+        again = await connect(client)
+        await again.send_json({"type": "hello", "token": welcome["token"]})
+        if (await recv(again))["type"] == "welcome":
+            break
+        await again.close()
+    else:
+        raise AssertionError("the closed tab never freed its place")
+    rows = await gw.store.read(lambda tx: tx.all("SELECT * FROM webchat_presence"))
+    assert bool(rows) is gw.store.shared  # SQLite: no transaction spent on presence
+    await first.close()
+
+
 async def test_silent_peer_is_reaped_by_the_heartbeat(chat_app: Any) -> None:
     client, _ = await chat_app({"heartbeat": "1s"})
     ws = await client.ws_connect(
