@@ -26,6 +26,7 @@ Usage: python bench/webhook.py [--requests 3000] [--conns 50] [--rounds 3] [--db
 from __future__ import annotations
 
 import argparse
+import gc
 import hmac
 import statistics
 import sys
@@ -53,6 +54,7 @@ from bench.databases import (
 )
 from bench.loadgen import PATH, SID, TOKEN, drive
 from gateway.cli import run_on_loop
+from gateway.core.heap import freeze_startup_heap
 from gateway.core.timeutil import iso, utcnow
 from gateway.store.postgres import PostgresStore
 from gateway.store.protocol import Store
@@ -178,6 +180,16 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def measure(url: str, public_url: str, args: argparse.Namespace, tag: str) -> dict:
+    """`drive` with this process's heap frozen first, as `serve` freezes its own once started
+    (gateway.core.heap); every phase alike: the bare handler, the floors and the gateway."""
+    freeze_startup_heap()
+    try:
+        return await drive(url, public_url, args, tag)
+    finally:
+        gc.unfreeze()
+
+
 FLOORS = (("+ 1 row", one_row), ("+ incident rows", incident_rows), ("+ issue's checks", None))
 INBOUND = {
     SQLITE: "CREATE TABLE inbound (id INTEGER PRIMARY KEY, sid TEXT UNIQUE, raw BLOB)",
@@ -204,7 +216,7 @@ async def floor_phase(url: str, kind: str, name: str, args: argparse.Namespace) 
     app.router.add_post(PATH, floor_handler(store, write) if write else checked(store))
     runner, served = await serve(app)
     try:
-        return await drive(served, served, args, "3")
+        return await measure(served, served, args, "3")
     finally:
         await runner.cleanup()
         await store.close()
@@ -237,7 +249,7 @@ async def gateway_phase(url: str, args: argparse.Namespace) -> dict:
     # Served as `serve` serves it: behind the connection guard (per-address cap, header deadline).
     gw_runner, _ = await start_http(gw_app, settings, int(port))
     try:
-        gateway = await drive(f"http://127.0.0.1:{port}", env["GATEWAY_PUBLIC_URL"], args, "2")
+        gateway = await measure(f"http://127.0.0.1:{port}", env["GATEWAY_PUBLIC_URL"], args, "2")
         gw = gw_app[GW]
         stored = await gw.store.read(
             lambda tx: tx.one("SELECT count(*) AS n FROM receipts WHERE channel = 'whatsapp'")
@@ -255,7 +267,7 @@ async def one_round(args: argparse.Namespace, dbs: Databases) -> dict[str, dict]
     app = web.Application()
     app.router.add_post(PATH, bare)
     runner, url = await serve(app)
-    results = {"bare aiohttp": await drive(url, url, args, "1")}
+    results = {"bare aiohttp": await measure(url, url, args, "1")}
     await runner.cleanup()
     for kind in dbs.kinds:
         for name, _ in FLOORS:
