@@ -55,6 +55,22 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX email_bounces_address ON email_bounces(address, at);
         """,
     ),
+    Migration(
+        2,
+        """
+        -- The body extractor's pass reads the pending messages oldest first: in id order, so
+        -- its cost follows what is pending, not how much mail was ever received. It replaces
+        -- the index by incident, which no query used.
+        CREATE INDEX IF NOT EXISTS email_messages_pending_id ON messages(id)
+            WHERE flags LIKE '%"body_pending"%';
+        DROP INDEX IF EXISTS email_messages_pending;
+        """,
+        """
+        CREATE INDEX email_messages_pending_id ON messages(id)
+            WHERE flags @> '["body_pending"]';
+        DROP INDEX IF EXISTS email_messages_pending;
+        """,
+    ),
 ]
 
 
