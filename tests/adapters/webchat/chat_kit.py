@@ -127,3 +127,25 @@ async def incident_messages(gw: Gateway, tracking: str) -> list[Row]:
         return tx.messages(incident["id"])
 
     return await gw.store.read(read)  # type: ignore[no-any-return]
+
+
+async def refused_for_too_many_sockets(client: TestClient, token: str) -> None:
+    """One more tab of the visitor holding `token`: refused, then closed with 1008."""
+    extra = await connect(client)
+    await extra.send_json({"type": "hello", "token": token})
+    refused = await recv(extra)
+    assert refused["type"] == "error" and refused["code"] == "too_many_sockets"
+    await asyncio.wait_for(extra.receive(), timeout=5)
+    assert extra.close_code == 1008
+
+
+async def welcomed_again(client: TestClient, token: str) -> ClientWebSocketResponse:
+    """A new tab of the visitor, retried until the server has noticed a closed one."""
+    for _ in range(100):  # the server notices the close on its own schedule
+        again = await connect(client)
+        await again.send_json({"type": "hello", "token": token})
+        if (await recv(again))["type"] == "welcome":
+            return again
+        await again.close()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the closed socket was never released")

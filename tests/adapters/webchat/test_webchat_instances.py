@@ -4,7 +4,6 @@ capped in sockets across both."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -15,7 +14,9 @@ from tests.adapters.webchat.chat_kit import (
     frames_until,
     hello,
     recv,
+    refused_for_too_many_sockets,
     start_chat,
+    welcomed_again,
 )
 
 pytestmark = pytest.mark.postgresql_only
@@ -55,20 +56,7 @@ async def test_a_visitors_sockets_are_capped_across_instances(chat_app: Any) -> 
     welcome, _ = await hello(first)
     second = await connect(client_b)
     await hello(second, welcome["token"])
-    third = await connect(client_b)
-    await third.send_json({"type": "hello", "token": welcome["token"]})
-    refused = await recv(third)
-    assert refused["type"] == "error" and refused["code"] == "too_many_sockets"
-    await asyncio.wait_for(third.receive(), timeout=5)
-    assert third.close_code == 1008
+    await refused_for_too_many_sockets(client_b, welcome["token"])
     await second.close()
-    for _ in range(100):  # the close is recorded: a new tab on A is welcome again
-        again = await connect(client_a)
-        await again.send_json({"type": "hello", "token": welcome["token"]})
-        if (await recv(again))["type"] == "welcome":
-            break
-        await again.close()
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the closed socket was never released")
+    await welcomed_again(client_a, welcome["token"])  # the close is recorded across instances
     await first.close()
