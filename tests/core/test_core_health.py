@@ -16,6 +16,7 @@ from gateway.core import retention
 from gateway.core.model import Contact, Inbound
 from gateway.core.scheduler import _gauges
 from gateway.core.timeutil import iso
+from tests.sqlplan import Recorder, query_plan
 
 
 async def test_healthy_database_is_ok(start_app: Any, make_settings: Any) -> None:
@@ -79,35 +80,18 @@ async def test_postgresql_read_only_database_is_degraded(
     assert (await (await client.get("/healthz")).json())["database"] == "ok"
 
 
-class Recorder:
-    """A Tx stand-in that records the SQL a read function runs."""
-
-    def __init__(self) -> None:
-        self.sql: list[str] = []
-
-    def all(self, sql: str, params: Any = ()) -> list[Any]:
-        self.sql.append(sql)
-        return []
-
-
 async def test_metrics_gauges_read_indexes_never_scan(
-    start_app: Any, make_settings: Any, db_url: str, db_backend: str
+    start_app: Any, make_settings: Any, db_backend: str
 ) -> None:
-    await start_app(make_settings(), adapters={})  # the schema, migrated
+    _, gw = await start_app(make_settings(), adapters={})  # the schema, migrated
     recorder = Recorder()
     _gauges(recorder)  # type: ignore[arg-type]  # the SQL /metrics runs
     assert len(recorder.sql) == 3
-    for sql in recorder.sql:
+    for sql, params in recorder.sql:
+        plan = await gw.store.transact(lambda tx, q=sql, p=params: query_plan(tx, q, p))
         if db_backend == "sqlite":
-            conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-            plan = " ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
-            conn.close()
             assert "SCAN" not in plan.replace("SCAN USING", "") and "INDEX" in plan, (sql, plan)
         else:
-            with psycopg.connect(db_url) as conn:
-                conn.execute("SET enable_seqscan = off")  # is there an index path at all?
-                rows = conn.execute("EXPLAIN " + sql.replace("?", "%s")).fetchall()
-            plan = " ".join(r[0] for r in rows)
             assert "Seq Scan" not in plan and "Index" in plan, (sql, plan)
 
 

@@ -11,6 +11,7 @@ from routing.resolve import resolve_line
 from routing.schedule import next_opening
 from routing.sla import sla_due
 from tests.conftest import CLOSED_TIME, OPEN_TIME
+from tests.sqlplan import query_plan
 
 
 def wa(pid: str, phone: str, **kw) -> Inbound:
@@ -187,19 +188,8 @@ async def test_breach_watch_walks_the_open_incident_index(start_app, settings, c
     updates = [(sql, p) for sql, p in executed if sql.startswith("UPDATE")]
     assert len(updates) == 2
     for sql, params in updates:
-        plan = await gw.store.transact(lambda tx, q=sql, p=params: _plan(tx, q, p))
+        plan = await gw.store.transact(lambda tx, q=sql, p=params: query_plan(tx, q, p))
         assert "incidents_queue" in plan, plan
-
-
-def _plan(tx, sql: str, params: tuple) -> str:
-    """The query plan's text; on PostgreSQL with sequential scans priced out, so the answer
-    says whether the index can serve the query at all (an empty table would be scanned)."""
-    if tx.dialect == "postgresql":
-        tx.execute("SET LOCAL enable_seqscan = off")
-        rows = tx.all("EXPLAIN " + sql, params)
-        return " | ".join(r["QUERY PLAN"] for r in rows)
-    rows = tx.all("EXPLAIN QUERY PLAN " + sql, params)
-    return " | ".join(r["detail"] for r in rows if "USING INDEX" in r["detail"])
 
 
 async def test_a_late_first_reply_is_flagged_by_the_reply_itself(

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
 from adapters.email import extract as extract_module
 from adapters.email.extract import KIND, PENDING
 from gateway.core import quarantine
 from gateway.core.model import Contact, Inbound
-from gateway.store.postgres import PgTx
-from gateway.store.sqlite import SqliteTx
 from tests.adapters.email.conftest import incident_json, mail
+from tests.sqlplan import Recorder, query_plan
 
 
 def pending_mail(raw: bytes, pid: str, clock: Any) -> Inbound:
@@ -205,42 +201,25 @@ async def test_a_parse_queued_behind_a_stuck_one_still_gets_its_body(start_email
     assert fine.text == "Sin tono." and not fine.degraded
 
 
-class Recorder:
-    """A Tx stand-in that records the SQL (and parameters) a read runs, in `dialect`."""
-
-    def __init__(self, dialect: Any) -> None:
-        self.dialect = dialect
-        self.sql: list[tuple[str, Any]] = []
-
-    def json_has(self, column: str, item: str) -> str:
-        return self.dialect.json_has(self, column, item)
-
-    def all(self, sql: str, params: Any = ()) -> list[Any]:
-        self.sql.append((sql, params))
-        return []
-
-
 async def test_finding_pending_bodies_never_walks_all_the_mail(
-    start_email, clock, db_url: str, db_backend: str
+    start_email, clock, db_backend: str
 ) -> None:
     """The extractor's look for pending bodies runs on every wake: it starts from the pending
     messages' own index. On SQLite (no statistics) the order is fixed, pending messages first
     and then their receipts: it used to go through every email receipt ever received (4 % of
     the gateway's CPU after 5,000 mails). PostgreSQL's planner orders the join by statistics."""
-    await start_email(with_relay=False)  # the schema, migrated
-    dialect = SqliteTx if db_backend == "sqlite" else PgTx
-    recorder = Recorder(dialect)
-    extract_module.pending_bodies(recorder, clock(), 128)  # type: ignore[arg-type]
-    ((sql, params),) = recorder.sql
+    gw = await start_email(with_relay=False)  # the schema, migrated
+
+    def plan(tx):
+        recorder = Recorder(tx)
+        extract_module.pending_bodies(recorder, clock(), 128)  # type: ignore[arg-type]
+        ((sql, params),) = recorder.sql
+        return query_plan(tx, sql, params)
+
+    plan_text = await gw.store.transact(plan)
     if db_backend == "sqlite":
-        conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        plan = " | ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
-        conn.close()
-        assert plan.startswith("SCAN m USING INDEX email_messages_pending_id"), plan
-        assert "SEARCH r USING INDEX email_receipts_message" in plan, plan
+        assert plan_text.startswith("SCAN m USING INDEX email_messages_pending_id"), plan_text
+        assert "SEARCH r USING INDEX email_receipts_message" in plan_text, plan_text
     else:
-        with psycopg.connect(db_url) as conn:
-            conn.execute("SET enable_seqscan = off")  # is there an index path at all?
-            rows = conn.execute("EXPLAIN " + sql.replace("?", "%s"), params).fetchall()
-        plan = " | ".join(r[0] for r in rows)
-        assert "email_messages_pending_id" in plan and "Seq Scan" not in plan, plan
+        assert "email_messages_pending_id" in plan_text, plan_text
+        assert "Seq Scan" not in plan_text, plan_text
