@@ -201,7 +201,6 @@ class Outbox:
         self._inflight: list[int] = []  # every row being sent here (leases renewed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keeper: asyncio.Task[None] | None = None
-        self._next_due: str | None = None  # the last pass's view of the next pending row
 
     def register(self, channel: str, sender: Sender, *, ack_text: bool = True) -> None:
         """Deliver rows of `channel` with `sender`; rows of channels without one wait.
@@ -223,7 +222,7 @@ class Outbox:
     async def drain_once(self, limit: int = 50) -> int:
         """Send every row due now (within the channels' free slots) and wait for those sends;
         returns how many were attempted."""
-        tasks = await self._pump(limit)
+        tasks, _ = await self._pump(limit)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         return len(tasks)
@@ -235,20 +234,19 @@ class Outbox:
             if len(self._busy.get(c, ())) < self.per_channel
         }
 
-    async def _pump(self, limit: int = 50) -> list[asyncio.Task[None]]:
-        """Claim due rows of channels with free slots and start their sends."""
-        self._next_due = None
+    async def _pump(self, limit: int = 50) -> tuple[list[asyncio.Task[None]], str | None]:
+        """Claim due rows of channels with free slots and start their sends; returns the sends
+        and when the next pending row of those channels is due (as read by this pass)."""
         free = {c: min(n, limit) for c, n in self._free().items()}
         if not free:
-            return []
+            return [], None
         channels = sorted(free)
         now = self.clock()
         # A read first: claiming is a write transaction (an fsync), wasted when nothing is due.
         # One read answers both questions (each read is a hop to the database's thread).
         due, claim = await self.store.read(lambda tx: _outlook(tx, channels, iso(now)))
-        self._next_due = due
         if not claim:
-            return []
+            return [], due
         lease, most = self.lease, self.settings.max_attempts
         items = await self.store.transact(lambda tx: _claim(tx, now, free, lease, most))
         tasks = []
@@ -261,7 +259,7 @@ class Outbox:
             tasks.append(task)
         if items and (self._keeper is None or self._keeper.done()):
             self._keeper = asyncio.create_task(self._keep_leases(), name="outbox-leases")
-        return tasks
+        return tasks, due
 
     async def _keep_leases(self) -> None:
         async with kept_alive(self.store, self.clock, _renew, self._inflight, self.lease):
@@ -346,17 +344,17 @@ class Outbox:
         try:
             while True:
                 self._wake.clear()  # a wake from here on (an intake's commit) means look again
+                due: str | None = None
                 try:
-                    started = len(await self._pump())
+                    started, due = await self._pump()
                 except Exception:
                     log.exception("outbox pass failed")
-                    started = 0
+                    started = []
                 if started:
                     continue
                 timeout = POLL
-                due = parse_iso(self._next_due)  # read by the pass itself
-                if due is not None:
-                    timeout = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
+                if (next_at := parse_iso(due)) is not None:
+                    timeout = min(POLL, max(0.0, (next_at - self.clock()).total_seconds()))
                 with contextlib.suppress(TimeoutError):
                     # Not asyncio.wait_for: on Python 3.11 it returns the result and swallows a
                     # cancellation that arrives as the event is set (gh-86296), and the worker
