@@ -172,26 +172,85 @@ ODD_FILENAMES = [
     b"Content-Disposition: attachment; filename*0*=utf-8''informe%20de; filename*1*=%20fallas.pdf",
     b'Content-Disposition: attachment; filename="=?utf-8?B?Y2FwdHVyYSBkZSBwYW50YWxsYS5wbmc=?="',
     b"Content-Disposition: attachment",
+    # a comment (policy.default drops it and what follows), a plain quoted name, a folded one
+    b"Content-Disposition: attachment; filename=a(b)c.pdf",
+    b'Content-Disposition: attachment; filename="informe (final); v2.pdf"',
+    b'Content-Disposition: attachment;\r\n\tfilename="informe.pdf"',
 ]
+
+
+def _with_attachment(disposition: bytes) -> bytes:
+    return (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nHola\r\n--b\r\n"
+        b"Content-Type: application/pdf\r\n" + disposition + b"\r\n\r\nJVBERi0=\r\n--b--\r\n"
+    )
 
 
 @pytest.mark.parametrize(
     "raw",
     [
         *[fixture(p.name) for p in sorted(FIXTURES.glob("*.eml"))],
-        *[
-            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
-            b"Content-Type: text/plain; charset=utf-8\r\n\r\nHola\r\n--b\r\n"
-            b"Content-Type: application/pdf\r\n" + d + b"\r\n\r\nJVBERi0=\r\n--b--\r\n"
-            for d in ODD_FILENAMES
-        ],
+        *[_with_attachment(d) for d in ODD_FILENAMES],
     ],
 )
-def test_memoised_headers_read_the_body_exactly_as_the_default_policy(raw, monkeypatch) -> None:
-    """Each header is parsed once per message (MemoPolicy): text, HTML, attachments, notes and
-    DSN facts are those policy.default gives."""
+def test_extraction_reads_the_body_exactly_as_the_default_policy(raw, monkeypatch) -> None:
+    """Plain mail parsed by compat32, the rest by policy.default with each header parsed once
+    (MemoPolicy): text, HTML, attachments, notes and DSN facts are those policy.default gives."""
     from adapters.email import body as body_module
 
     fast = extract_body(raw, 10_000_000)
     monkeypatch.setattr(body_module, "parse_message", _with_default_policy)
     assert fast == extract_body(raw, 10_000_000)
+
+
+PLAIN_FIXTURES = [
+    "base64_attachments.eml",
+    "html_only.eml",
+    "latin1_qp.eml",
+    "mailing_list.eml",
+    "no_from.eml",
+    "outlook_ooo.eml",
+    "unknown_charset.eml",
+    "windows1252.eml",
+]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *[fixture(name) for name in PLAIN_FIXTURES],
+        _with_attachment(b'Content-Disposition: attachment; filename="informe (final); v2.pdf"'),
+        _with_attachment(b'Content-Disposition: attachment;\r\n\tfilename="informe.pdf"'),
+    ],
+)
+def test_plain_customer_mail_skips_the_header_registry(raw: bytes) -> None:
+    """Everyday mail (text, HTML, QP or base64 parts, plain file names, folded parameters) is
+    parsed the cheap way: compat32, not policy.default's header parser (half the time)."""
+    from email.message import EmailMessage
+
+    from adapters.email.body import parse_message
+
+    msg = parse_message(raw)
+    assert not isinstance(msg, EmailMessage) and msg.policy.__class__.__name__ == "Compat32"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *[fixture(name) for name in ("dsn.eml", "forwarded.eml", "broken_boundary.eml")],
+        *[_with_attachment(d) for d in ODD_FILENAMES[:2]],  # RFC 2231, RFC 2047
+        _with_attachment(b"Content-Disposition: attachment; filename=a(b)c.pdf"),  # a comment
+        _with_attachment(b"Content-Disposition: attachment; filename=\xc3\xb1.pdf"),  # 8-bit
+        _with_attachment(b"Content-Disposition: attachment; filename = x.pdf"),
+        _with_attachment(b'Content-Disposition: attachment; filename="a\\"b.pdf"'),
+    ],
+)
+def test_mail_outside_the_plain_form_is_read_by_the_default_policy(raw: bytes) -> None:
+    """Bounces, forwards, broken MIME and any parameter compat32 would read differently go
+    through policy.default (the answers the extraction is held to)."""
+    from email.message import EmailMessage
+
+    from adapters.email.body import parse_message
+
+    assert isinstance(parse_message(raw), EmailMessage)
