@@ -9,8 +9,10 @@ gateway against a fake DNS (never the network).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -229,6 +231,24 @@ async def test_an_unreachable_dns_is_no_verdict(start_email: Any) -> None:
     code, text = await send(gw, message("Sin tono", msgid="<t1@bank.example>"), mail_from=CUSTOMER)
     # DMARC could not be evaluated (temperror): not taken for a forgery.
     assert code == 250 and "sender_unverified" not in await flags_of(gw, tracking_of(text))
+    assert await acks(gw) == [CUSTOMER]
+
+
+async def test_a_dns_server_that_never_answers_is_no_verdict(start_email: Any) -> None:
+    """The DMARC query hangs: after dns_timeout it counts as a temporary error, and the mail is
+    accepted, acknowledged and not taken for a forgery."""
+
+    class Hanging(FakeResolver):
+        async def query(self, name: str, rdtype: str) -> list[Any]:
+            if name.startswith("_dmarc."):
+                await asyncio.sleep(3600)
+            return await super().query(name, rdtype)
+
+    gw = await start_email({"email": {"dns_timeout": "200ms"}}, resolver=Hanging(BANK_DNS))
+    started = time.monotonic()
+    code, text = await send(gw, message("Sin tono", msgid="<t2@bank.example>"), mail_from=CUSTOMER)
+    assert code == 250 and time.monotonic() - started < 5
+    assert "sender_unverified" not in await flags_of(gw, tracking_of(text))
     assert await acks(gw) == [CUSTOMER]
 
 
