@@ -86,20 +86,25 @@ def message(n: int) -> bytes:
     return msg.as_bytes(policy=SMTP_POLICY)
 
 
-async def _serve_sink(conn: Any) -> None:
+async def _listen(conn: Any, handler: Any, name: str) -> None:
+    """aiosmtpd with `handler` on a free loopback port (sent to the parent) until it says stop."""
     from aiosmtpd.smtp import SMTP
-
-    class Sink:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            return "250 OK"
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(Sink(), hostname="sink", loop=loop), "127.0.0.1", 0
+        lambda: SMTP(handler, hostname=name, loop=loop), "127.0.0.1", 0
     )
     conn.send(server.sockets[0].getsockname()[1])
     await loop.run_in_executor(None, conn.recv)
     server.close()
+
+
+async def _serve_sink(conn: Any) -> None:
+    class Sink:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 OK"
+
+    await _listen(conn, Sink(), "sink")
     conn.send({})
 
 
@@ -172,8 +177,6 @@ def first_text(raw: bytes) -> str:
 async def _serve_floor(conn: Any, url: str, body: bool) -> None:
     """The sink plus the raw message (and with `body`, its parsed text) group-committed in the
     gateway's store before the 250."""
-    from aiosmtpd.smtp import SMTP
-
     from gateway.store.postgres import PostgresStore
     from gateway.store.sqlite import SqliteStore, sqlite_path
 
@@ -190,13 +193,7 @@ async def _serve_floor(conn: Any, url: str, body: bool) -> None:
             await store.transact(lambda tx: tx.execute(sql, (raw, text)))
             return "250 OK"
 
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(Floor(), hostname="floor", loop=loop), "127.0.0.1", 0
-    )
-    conn.send(server.sockets[0].getsockname()[1])
-    await loop.run_in_executor(None, conn.recv)
-    server.close()
+    await _listen(conn, Floor(), "floor")
     await store.close()
     conn.send({})
 
