@@ -92,12 +92,18 @@ async def phase(dbs: Databases, n: int, args: argparse.Namespace, workdir: Path)
         gateway_pids = [i.proc.pid for i in instances if i.proc is not None]
         pg_pids = postgres_pids(dbs.postmaster())
         before = cpu_seconds(gateway_pids), cpu_seconds(pg_pids)
+        stats_before = database_stats(url)
         result = await drive(urls, PUBLIC_URL, args, "2")
         after = cpu_seconds(gateway_pids), cpu_seconds(postgres_pids(dbs.postmaster()))
+        stats_after = database_stats(url)
     finally:
         for instance in instances:
             instance.stop()
     served = max(result["requests"], 1)
+    # Transactions per request (smaller group-commit batches cost CPU on both sides) and the
+    # deadlocks PostgreSQL broke during the load (each one stalls its batch deadlock_timeout).
+    result["commits_per_request"] = (stats_after[0] - stats_before[0]) / served
+    result["deadlocks"] = stats_after[1] - stats_before[1]
     result["gateway_cpu_us"] = (after[0] - before[0]) / served * 1e6
     result["postgres_cpu_us"] = (after[1] - before[1]) / served * 1e6
     ok = result["statuses"].get("200", 0) + warmup["statuses"].get("200", 0)
@@ -112,12 +118,23 @@ async def phase(dbs: Databases, n: int, args: argparse.Namespace, workdir: Path)
     return result
 
 
+def database_stats(url: str) -> tuple[int, int]:
+    """(transactions committed, deadlocks) so far in the database at `url` (pg_stat_database;
+    the statistics collector lags by up to half a second, so take it after a pause)."""
+    import time
+
+    time.sleep(0.6)
+    sql = "SELECT {} FROM pg_stat_database WHERE datname = current_database()"
+    return count(url, sql.format("xact_commit")), count(url, sql.format("deadlocks"))
+
+
 def line(label: str, r: dict) -> str:
     return (
         f"  {label:13s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:7.0f} req/s"
         f"  p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:6.1f} ms"
         f"  CPU/req gateway {r['gateway_cpu_us']:4.0f} µs,"
         f" PostgreSQL {r['postgres_cpu_us']:4.0f} µs"
+        f"  {r['commits_per_request']:.2f} transactions/req, {r['deadlocks']} deadlocks"
         f"  statuses {r['statuses']}  ({r['checks']['incidents']} incidents)"
     )
 
