@@ -101,13 +101,24 @@ class EmailSender:
         self.from_address = gw.settings.email.from_address
         self.domain = self.from_address.partition("@")[2] or "localhost"
         self._ehlo_name: str | None = None  # this host's FQDN, looked up once
+        self._ehlo_lookup: asyncio.Future[str] | None = None  # the lookup under way
 
     async def ehlo_name(self) -> str:
         """The name our EHLO gives the relay: this host's FQDN, as aiosmtplib would use, but
         looked up once per process (aiosmtplib asks `socket.getfqdn` in a thread per
-        connection: 8 % of the gateway's CPU while chat confirmation mails went out)."""
+        connection: 8 % of the gateway's CPU while chat confirmation mails went out). Sends
+        that start together wait for the one lookup under way."""
         if self._ehlo_name is None:
-            self._ehlo_name = await asyncio.to_thread(socket.getfqdn) or self.domain
+            if self._ehlo_lookup is None:
+                self._ehlo_lookup = asyncio.ensure_future(asyncio.to_thread(socket.getfqdn))
+            try:
+                found = await asyncio.shield(self._ehlo_lookup)
+            except asyncio.CancelledError:
+                raise  # this send was cancelled; the lookup goes on for the others
+            except Exception:
+                self._ehlo_lookup = None  # the next send asks again
+                raise
+            self._ehlo_name = found or self.domain
         return self._ehlo_name
 
     async def send(self, item: OutboundItem) -> str:

@@ -4,6 +4,7 @@ bounces about our mail, header injection, and a relay that is down, refusing or 
 
 from __future__ import annotations
 
+import asyncio
 from email.message import EmailMessage
 from typing import Any
 
@@ -71,6 +72,28 @@ async def test_our_ehlo_name_is_this_host_looked_up_once(start_email, relay, mon
     await relay.wait(2)
     assert relay.ehlo_names == ["core-a.callmyway.test", "core-a.callmyway.test"]
     assert len(lookups) == 1
+
+
+async def test_sends_that_start_together_share_one_ehlo_lookup(start_email, monkeypatch) -> None:
+    """The outbox starts many sends at once: they wait for the one lookup under way instead of
+    each asking the resolver (the flaky 'looked up once' above, made certain)."""
+    import time
+    from types import SimpleNamespace
+
+    from adapters.email import send as email_send
+
+    lookups: list[int] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(1)
+        time.sleep(0.05)  # a resolver that takes a moment: the other sends start meanwhile
+        return "core-a.callmyway.test"
+
+    monkeypatch.setattr(email_send, "socket", SimpleNamespace(getfqdn=getfqdn))
+    gw = await start_email()
+    sender = email_send.EmailSender(gw)
+    names = await asyncio.gather(*(sender.ehlo_name() for _ in range(8)))
+    assert names == ["core-a.callmyway.test"] * 8 and len(lookups) == 1
 
 
 async def test_after_hours_acknowledgement_says_when_we_open(start_email, relay, clock) -> None:
