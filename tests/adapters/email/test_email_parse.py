@@ -160,7 +160,7 @@ def test_unreadable_headers_still_give_a_stored_unanswered_message() -> None:
     assert "parse_degraded" in got.flags and got.acknowledge is False
 
 
-def _with_default_policy(raw: bytes) -> Any:
+def _with_default_policy(raw: bytes, lowered: bytes | None = None) -> Any:
     from email import policy
     from email.parser import BytesParser
 
@@ -254,3 +254,23 @@ def test_mail_outside_the_plain_form_is_read_by_the_default_policy(raw: bytes) -
     from adapters.email.body import parse_message
 
     assert isinstance(parse_message(raw), EmailMessage)
+
+
+@pytest.mark.parametrize("name", ["dsn.eml", "forwarded.eml"])
+def test_a_bounce_or_a_forward_is_parsed_once(name: str, monkeypatch) -> None:
+    """A `message/*` part is never plain: such mail goes straight to policy.default, without a
+    compat32 parse first that would be thrown away."""
+    from email.parser import BytesParser
+
+    from adapters.email import body as body_module
+
+    policies: list[str] = []
+
+    class Counting(BytesParser):
+        def parsebytes(self, text: bytes, headersonly: bool = False) -> Any:
+            policies.append(type(self.parser.policy).__name__)
+            return super().parsebytes(text, headersonly)
+
+    monkeypatch.setattr(body_module, "BytesParser", Counting)
+    body = extract_body(fixture(name), 10_000_000)
+    assert policies == ["MemoPolicy"] and body.text
