@@ -34,6 +34,7 @@ import asyncio
 import os
 import statistics
 import tempfile
+import time
 
 from bench.databases import POSTGRESQL, SERVER_CPU, Databases, count, pin, write_json
 from bench.loadgen import SID, TOKEN, drive
@@ -121,8 +122,6 @@ async def phase(dbs: Databases, n: int, args: argparse.Namespace, workdir: Path)
 def database_stats(url: str) -> tuple[int, int]:
     """(transactions committed, deadlocks) so far in the database at `url` (pg_stat_database;
     the statistics collector lags by up to half a second, so take it after a pause)."""
-    import time
-
     time.sleep(0.6)
     sql = "SELECT {} FROM pg_stat_database WHERE datname = current_database()"
     return count(url, sql.format("xact_commit")), count(url, sql.format("deadlocks"))

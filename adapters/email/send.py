@@ -112,9 +112,8 @@ class EmailSender:
             if self._ehlo_lookup is None:
                 self._ehlo_lookup = asyncio.ensure_future(asyncio.to_thread(socket.getfqdn))
             try:
+                # shield: a send cancelled while it waits leaves the lookup to the others
                 found = await asyncio.shield(self._ehlo_lookup)
-            except asyncio.CancelledError:
-                raise  # this send was cancelled; the lookup goes on for the others
             except Exception:
                 self._ehlo_lookup = None  # the next send asks again
                 raise

@@ -129,6 +129,18 @@ async def incident_messages(gw: Gateway, tracking: str) -> list[Row]:
     return await gw.store.read(read)  # type: ignore[no-any-return]
 
 
+async def two_tabs(
+    first_client: TestClient, second_client: TestClient
+) -> tuple[ClientWebSocketResponse, ClientWebSocketResponse, str]:
+    """A visitor's first tab on `first_client` and a second, with its token, on `second_client`;
+    the two sockets and the token."""
+    first = await connect(first_client)
+    welcome, _ = await hello(first)
+    second = await connect(second_client)
+    await hello(second, welcome["token"])
+    return first, second, welcome["token"]
+
+
 async def refused_for_too_many_sockets(client: TestClient, token: str) -> None:
     """One more tab of the visitor holding `token`: refused, then closed with 1008."""
     extra = await connect(client)

@@ -16,6 +16,7 @@ from tests.adapters.webchat.chat_kit import (
     recv,
     refused_for_too_many_sockets,
     start_chat,
+    two_tabs,
     welcomed_again,
 )
 
@@ -52,11 +53,8 @@ async def test_a_visitor_resumes_on_b_after_a_is_gone(chat_app: Any) -> None:
 async def test_a_visitors_sockets_are_capped_across_instances(chat_app: Any) -> None:
     client_a, _ = await chat_app({"max_sockets_per_visitor": 2}, GATEWAY_INSTANCE="core-a")
     client_b, _ = await chat_app({"max_sockets_per_visitor": 2}, GATEWAY_INSTANCE="core-b")
-    first = await connect(client_a)
-    welcome, _ = await hello(first)
-    second = await connect(client_b)
-    await hello(second, welcome["token"])
-    await refused_for_too_many_sockets(client_b, welcome["token"])
+    first, second, token = await two_tabs(client_a, client_b)
+    await refused_for_too_many_sockets(client_b, token)
     await second.close()
-    await welcomed_again(client_a, welcome["token"])  # the close is recorded across instances
+    await welcomed_again(client_a, token)  # the close is recorded across instances
     await first.close()

@@ -17,6 +17,7 @@ from tests.adapters.webchat.chat_kit import (
     recv,
     refused_for_too_many_sockets,
     start_chat,
+    two_tabs,
     welcomed_again,
 )
 
@@ -125,13 +126,10 @@ async def test_per_visitor_socket_cap_on_one_instance(chat_app: Any) -> None:
     """A visitor's tabs are capped (1008 "too many sockets"); a closed tab frees its place.
     On SQLite the process's own hub counts them, on PostgreSQL the shared presence rows."""
     client, gw = await chat_app({"max_sockets_per_visitor": 2})
-    first = await connect(client)
-    welcome, _ = await hello(first)
-    second = await connect(client)
-    await hello(second, welcome["token"])
-    await refused_for_too_many_sockets(client, welcome["token"])
+    first, second, token = await two_tabs(client, client)
+    await refused_for_too_many_sockets(client, token)
     await second.close()
-    await welcomed_again(client, welcome["token"])
+    await welcomed_again(client, token)
     rows = await gw.store.read(lambda tx: tx.all("SELECT * FROM webchat_presence"))
     assert bool(rows) is gw.store.shared  # SQLite: no transaction spent on presence
     await first.close()
