@@ -45,12 +45,12 @@ class Outage:
     down = False
     stalled: asyncio.Event | None = None
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if self.down:
             raise TemporaryFailure("the database cannot commit right now")
         if self.stalled is not None:
             await self.stalled.wait()  # a lock held elsewhere: the write waits
-        return await super().transact(fn)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 class Failing:
@@ -58,10 +58,10 @@ class Failing:
 
     failure: Exception | None = None
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if self.failure is not None:
             raise self.failure
-        return await super().transact(fn)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 class BrokenDisk:
@@ -69,15 +69,15 @@ class BrokenDisk:
 
     broken = False
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if self.broken:
             error = disk_error(self)
 
             def fail(tx: Any) -> None:
                 raise error
 
-            return await super().transact(fail)  # type: ignore[misc]
-        return await super().transact(fn)  # type: ignore[misc]
+            return await super().transact(fail, **kw)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 class Slow:
@@ -85,10 +85,10 @@ class Slow:
 
     delay = 0.0
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if self.delay:
             await asyncio.sleep(self.delay)
-        return await super().transact(fn)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 class Gated:
@@ -97,11 +97,11 @@ class Gated:
     gate: asyncio.Event
     waiting: asyncio.Event
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if getattr(fn, "__qualname__", "").startswith("Intake.accept"):
             self.waiting.set()
             await self.gate.wait()
-        return await super().transact(fn)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from adapters.email.send import EmailSender
 from gateway.core import quarantine
 from gateway.core.dns import DnsPythonResolver
 from gateway.core.errors import TemporaryFailure
-from gateway.core.model import Contact, Inbound
+from gateway.core.model import Contact, Inbound, receipt_key
 
 if TYPE_CHECKING:
     from gateway.core.services import Gateway
@@ -205,7 +205,8 @@ class EmailHandler:
                 inbound = self._inbound(raw, facts, mail_from, Verdict("unchecked", "none"))
                 now = self.gw.clock()
                 await self.gw.store.transact(
-                    lambda tx: quarantine.hold(tx, inbound, "unmatched_bounce", now)
+                    lambda tx: quarantine.hold(tx, inbound, "unmatched_bounce", now),
+                    keys=(receipt_key(inbound.channel, inbound.provider_id),),
                 )
                 log.info("unmatched delivery report quarantined: %s", facts.provider_id)
                 return "250 2.0.0 Accepted for review"
@@ -223,7 +224,8 @@ class EmailHandler:
                     # supervisor (CONTRACT "Quarantine"), committed before the 250.
                     now = self.gw.clock()
                     await self.gw.store.transact(
-                        lambda tx: quarantine.hold(tx, inbound, "auth_refused", now)
+                        lambda tx: quarantine.hold(tx, inbound, "auth_refused", now),
+                        keys=(receipt_key(inbound.channel, inbound.provider_id),),
                     )
                     log.warning("DMARC reject policy: quarantined %s", facts.provider_id)
                     return "250 2.0.0 Accepted for review"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gateway.core.model import receipt_key
 from gateway.core.timeutil import iso
 from gateway.store.tx import Tx
 
@@ -19,7 +20,7 @@ def apply_edit(
     tx: Tx, original_key: str, edit_key: str, text: str, raw: bytes, now: datetime
 ) -> tuple[str, bool] | None:
     """(tracking, fresh) of the incident whose message was edited, or None if unknown."""
-    tx.lock_key(f"receipt:telegram:{original_key}")
+    tx.lock_key(receipt_key("telegram", original_key))
     done = tx.receipt("telegram", edit_key)
     if done is not None and done["incident_id"] is not None:
         incident = tx.incident(done["incident_id"])

@@ -46,9 +46,14 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+def visitor_key(visitor: str) -> str:
+    """The lock key `join` holds (declared to `Store.transact`)."""
+    return f"webchat:visitor:{visitor}"
+
+
 def join(tx: Tx, instance: str, visitor: str, now: datetime, cap: int) -> bool:
     """Count one more socket of `visitor` here, unless it holds `cap` across instances."""
-    tx.lock_key(f"webchat:visitor:{visitor}")
+    tx.lock_key(visitor_key(visitor))
     row = tx.one(
         "SELECT coalesce(sum(sockets), 0) AS n FROM webchat_presence"
         " WHERE visitor_id = ? AND seen_at > ?",

@@ -130,7 +130,8 @@ class WebChat:
         try:
             if self.gw.store.shared:
                 joined = await self.gw.store.transact(
-                    lambda tx: presence.join(tx, instance, visitor, now, cap)
+                    lambda tx: presence.join(tx, instance, visitor, now, cap),
+                    keys=(presence.visitor_key(visitor),),
                 )
             else:  # this process holds every socket there is: its hub is the count
                 joined = self.hub.sockets(visitor) < cap

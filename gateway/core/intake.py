@@ -29,7 +29,7 @@ from gateway.core.incident import (
     urgent_due,
 )
 from gateway.core.language import detect_language
-from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json
+from gateway.core.model import Inbound, Receipt, inbound_from_json, inbound_to_json, receipt_key
 from gateway.core.report import history_of
 from gateway.core.texts import Texts
 from gateway.core.timeutil import Clock, iso, parse_iso
@@ -109,6 +109,14 @@ def sender_identity(msg: Inbound) -> str | None:
     return value or None
 
 
+def lock_keys(msg: Inbound) -> tuple[str, ...]:
+    """The keys `apply_inbound` holds: the item's receipt and its sender's conversation.
+    Declared to `Store.transact`, so a batch takes them first and in one order."""
+    sender = sender_identity(msg)
+    receipt = receipt_key(msg.channel, msg.provider_id)
+    return (receipt, f"contact:{msg.channel}:{sender}") if sender else (receipt,)
+
+
 def _find_contact(tx: Tx, msg: Inbound, now: datetime) -> int:
     """The contact of the identity the channel proved, created on first contact.
 
@@ -158,7 +166,8 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
     messages of one contact, wait for each other here (`lock_key`, released at COMMIT): the
     second then finds the first's receipt, or its open conversation, as one writer would.
     """
-    tx.lock_key(f"receipt:{msg.channel}:{msg.provider_id}")
+    for key in lock_keys(msg):
+        tx.lock_key(key)  # no round trip where the store took them first (declared)
     previous = tx.receipt(msg.channel, msg.provider_id)
     if previous is not None and previous["incident_id"] is not None:
         incident = tx.incident(previous["incident_id"])
@@ -170,8 +179,6 @@ def apply_inbound(tx: Tx, msg: Inbound, now: datetime, ctx: IntakeContext) -> Re
         created = first is not None and first["id"] == previous["message_id"]
         return _receipt(ctx, tx, incident, previous["message_id"], created=created, duplicate=True)
     sender = sender_identity(msg)
-    if sender:
-        tx.lock_key(f"contact:{msg.channel}:{sender}")
     target, why = _thread_target(tx, msg, sender)
     incidents = ctx.settings.incidents
     windows = (incidents.csat_window, incidents.thanks_window)
@@ -691,7 +698,8 @@ class Intake:
         outcome = "error"
         try:
             receipt, extra = await self.store.transact(
-                lambda tx: _with_also(tx, apply_inbound(tx, msg, now, self.ctx), also)
+                lambda tx: _with_also(tx, apply_inbound(tx, msg, now, self.ctx), also),
+                keys=lock_keys(msg),
             )
             outcome = "duplicate" if receipt.duplicate else ("new" if receipt.created else "joined")
         except TemporaryFailure:
@@ -702,7 +710,10 @@ class Intake:
         except Exception as exc:  # a processing bug: keep the input for replay, sender retries
             outcome = "shunted"
             log.exception("intake %s %s failed; shunted for replay", msg.channel, msg.provider_id)
-            await self.store.transact(lambda tx, e=exc: shunt(tx, msg, now, e))
+            await self.store.transact(
+                lambda tx, e=exc: shunt(tx, msg, now, e),
+                keys=(receipt_key(msg.channel, msg.provider_id),),
+            )
             raise Shunted("the message could not be processed; it is kept") from exc
         finally:
             if self.metrics is not None:

@@ -130,6 +130,12 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
+def receipt_key(channel: str, provider_id: str) -> str:
+    """The lock key of one provider item (`Tx.lock_key`): the same item delivered to two
+    instances, or kept and processed at once, is handled one after the other."""
+    return f"receipt:{channel}:{provider_id}"
+
+
 def inbound_to_json(msg: Inbound) -> str:
     """Serialise an inbound item (bytes as base64) so a shunted one can be replayed."""
 

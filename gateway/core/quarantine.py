@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.core.model import Inbound, inbound_from_json, inbound_to_json
+from gateway.core.model import Inbound, inbound_from_json, inbound_to_json, receipt_key
 from gateway.core.timeutil import iso
 from gateway.store.migration import Migration
 from gateway.store.tx import Row, Tx
@@ -104,7 +104,7 @@ def summary_of(msg: Inbound) -> str:
 def hold(tx: Tx, msg: Inbound, reason: str, now: datetime, summary: str | None = None) -> int:
     """Keep `msg` in the quarantine (idempotent per channel and provider id); returns its id."""
     assert reason in REASONS, reason
-    tx.lock_key(f"receipt:{msg.channel}:{msg.provider_id}")
+    tx.lock_key(receipt_key(msg.channel, msg.provider_id))
     before = tx.one(
         "SELECT id FROM quarantine WHERE channel = ? AND provider_id = ?",
         (msg.channel, msg.provider_id),

@@ -6,9 +6,12 @@ one `BEGIN … COMMIT` around every function queued meanwhile (group commit), ea
 SAVEPOINT only when one fails. Several batches run at once on different connections, and
 several instances write beside each other; what the single SQLite writer guaranteed by
 being alone is kept by `Tx.lock_key` (a transaction-scoped advisory lock on, say, a provider
-id or a contact) and by constraints. A deadlock, a serialization failure or a unique
-violation from a race is retried inside the store with the job alone in a new transaction,
-never surfaced as a 500 or a lost contact.
+id or a contact) and by constraints. A job may declare its keys to `transact` beforehand: a
+batch takes every declared key of its jobs at its start, in one statement and in one order
+shared by every writer of every instance, so declared keys never deadlock (two batches taking
+two contacts' keys job by job, in opposite orders, did). A deadlock (between undeclared
+keys or rows), a serialization failure or a unique violation from a race is retried inside
+the store with the job alone in a new transaction, never surfaced as a 500 or a lost contact.
 
 Rows come back as the SQLite store returns them: timestamps as `iso()` text, JSON as text,
 numbers as int or float, booleans as 0/1.
@@ -53,7 +56,8 @@ MAX_BATCH = 16
 MAX_RETRIES = 5
 MIGRATION_LOCK = 0x434D57_4D4947  # "CMW" "MIG": one instance migrates, the others wait
 # A race another instance won: run the job again, alone, in a new transaction.
-_Pending = tuple[Callable[[Tx], Any], "asyncio.Future[Any]", int]  # job, its caller, attempt
+# job, its caller, attempt, its declared lock keys (hashed)
+_Pending = tuple[Callable[[Tx], Any], "asyncio.Future[Any]", int, tuple[int, ...]]
 RETRYABLE = (
     pg_errors.SerializationFailure,
     pg_errors.DeadlockDetected,
@@ -210,9 +214,10 @@ class PgTx(Tx):
     dialect = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, conn: psycopg.Connection[Any]):
+    def __init__(self, conn: psycopg.Connection[Any], held: frozenset[int] = frozenset()):
         self.conn = conn
         self._cur = conn.cursor()
+        self._held = held  # keys the batch took at its start, outside any savepoint
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cur = self._cur.execute(translate(sql), params)
@@ -243,8 +248,18 @@ class PgTx(Tx):
         return format_tracking(int(row["n"]))  # type: ignore[call-overload]
 
     def lock_key(self, key: str) -> None:
-        """A transaction-scoped advisory lock: released at COMMIT or ROLLBACK."""
-        self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (key_hash(key),))
+        """A transaction-scoped advisory lock: released at COMMIT or ROLLBACK. A key the batch
+        already took at its start (declared to `transact`) costs no round trip."""
+        hashed = key_hash(key)
+        if hashed not in self._held:
+            self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (hashed,))
+
+    def take_keys(self, hashed: Sequence[int]) -> None:
+        """Take the batch's declared keys, ascending: every writer takes them in one order."""
+        if hashed:
+            self._cur.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (list(hashed),)
+            )
 
     def json_field(self, column: str, key: str) -> str:
         return f"({column} ->> '{key}')"
@@ -289,6 +304,7 @@ class PostgresStore:
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # committed write batches, for metrics and the benchmark
         self.retries = 0  # jobs run again after a race with another transaction
+        self.deadlocks = 0  # batches PostgreSQL rolled back to break a deadlock
         self.on_commit: list[Callable[[], None]] = []
         self.feed: ChangeFeed | None = None
 
@@ -386,12 +402,16 @@ class PostgresStore:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
-    async def transact(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in a write transaction shared with concurrent callers; return after COMMIT."""
+    async def transact(self, fn: Callable[[Tx], T], *, keys: Iterable[str] = ()) -> T:
+        """Run `fn` in a write transaction shared with concurrent callers; return after COMMIT.
+
+        `keys` are the lock keys `fn` will take (`Tx.lock_key`), declared so that its batch
+        takes them first, in the order every batch uses: declared keys cannot deadlock.
+        """
         if not self._tasks or all(task.done() for task in self._tasks):
             raise TemporaryFailure("the database is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((fn, future, 0))
+        self._pending.append((fn, future, 0, tuple(key_hash(key) for key in keys)))
         self._wake.set()
         return await future
 
@@ -461,12 +481,11 @@ class PostgresStore:
                 await self._commit(batch)
             self._wake.clear()
 
-    async def _commit(
-        self, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], int]]
-    ) -> None:
-        fns = [fn for fn, _, _ in batch]
+    async def _commit(self, batch: list[_Pending]) -> None:
+        fns = [fn for fn, _, _, _ in batch]
+        held = sorted({key for _, _, _, keys in batch for key in keys})
         try:
-            results = await self._run(self._batch_sync, fns)
+            results = await self._run(self._batch_sync, fns, held)
         except Exception as exc:  # nothing in the batch is saved
             if len(batch) == 1 and not isinstance(exc, psycopg.Error | psycopg_pool.PoolTimeout):
                 results = [(False, _job_error(exc))]
@@ -479,14 +498,14 @@ class PostgresStore:
                 self.batches += 1
                 for callback in self.on_commit:
                     callback()
-        for (fn, future, attempt), (ok, value) in zip(batch, results, strict=True):
+        for (fn, future, attempt, keys), (ok, value) in zip(batch, results, strict=True):
             if future.done():
                 continue
             if ok == "retry":
                 if attempt + 1 < MAX_RETRIES:
                     self.retries += 1
                     log.info("retrying a write after %s", type(value).__name__)
-                    self._pending.append((fn, future, attempt + 1))
+                    self._pending.append((fn, future, attempt + 1, keys))
                     self._wake.set()
                     continue
                 log.error("write still failing after %d attempts: %s", MAX_RETRIES, value)
@@ -496,22 +515,28 @@ class PostgresStore:
             else:
                 future.set_exception(value)
 
-    def _batch_sync(self, fns: list[Callable[[Tx], Any]]) -> list[tuple[Any, Any]]:
+    def _batch_sync(
+        self, fns: list[Callable[[Tx], Any]], held: Sequence[int] = ()
+    ) -> list[tuple[Any, Any]]:
         """Runs in a database thread: one transaction around every function.
 
-        Optimistic: the jobs run back to back; only if one fails is the transaction rolled
-        back and the batch run again with a SAVEPOINT per job, so the failure takes back only
-        its own rows. Write functions must be pure functions of the transaction.
+        The jobs' declared lock keys (`held`, ascending) are taken first. Optimistic: the jobs
+        run back to back; only if one fails is the transaction rolled back and the batch run
+        again with a SAVEPOINT per job, so the failure takes back only its own rows. Write
+        functions must be pure functions of the transaction.
         """
         assert self._pool is not None
         with self._pool.connection() as conn:
             try:
                 with conn.transaction():
-                    tx = PgTx(conn)
+                    tx = PgTx(conn, frozenset(held))
+                    tx.take_keys(held)
                     out: list[tuple[Any, Any]] = [(True, fn(tx)) for fn in fns]
                     tx.close()
                 return out
             except RETRYABLE as exc:
+                if isinstance(exc, pg_errors.DeadlockDetected):
+                    self.deadlocks += 1
                 if len(fns) == 1:
                     return [("retry", exc)]
             except psycopg.OperationalError:
@@ -519,15 +544,19 @@ class PostgresStore:
             except Exception:
                 if len(fns) == 1:
                     raise
-            return _run_isolated(conn, fns)
+            return _run_isolated(conn, fns, held)
 
 
-def _run_isolated(conn: psycopg.Connection[Any], fns: list[Callable[[Tx], Any]]) -> list[Any]:
+def _run_isolated(
+    conn: psycopg.Connection[Any], fns: list[Callable[[Tx], Any]], held: Sequence[int] = ()
+) -> list[Any]:
     """Each job in its own SAVEPOINT: a failing one is rolled back alone; a lost race is
-    handed back to be run again in a transaction of its own."""
+    handed back to be run again in a transaction of its own. The declared keys are taken
+    before the first savepoint, so no job's rollback lets go of them."""
     out: list[tuple[Any, Any]] = []
     with conn.transaction():
-        tx = PgTx(conn)
+        tx = PgTx(conn, frozenset(held))
+        tx.take_keys(held)
         for fn in fns:
             try:
                 with conn.transaction():

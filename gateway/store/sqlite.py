@@ -192,8 +192,9 @@ class SqliteStore:
         plan = [("core", CORE), *components]
         await self._writer._execute(_apply_migrations, self._writer._conn, plan)
 
-    async def transact(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in a write transaction shared with concurrent callers; return after COMMIT."""
+    async def transact(self, fn: Callable[[Tx], T], *, keys: Iterable[str] = ()) -> T:
+        """Run `fn` in a write transaction shared with concurrent callers; return after COMMIT.
+        `keys` (the lock keys `fn` takes) need nothing here: one writer runs every batch."""
         if self._task is None or self._task.done():
             raise TemporaryFailure("the database is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

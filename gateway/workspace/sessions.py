@@ -212,6 +212,12 @@ class Attempt:
     def key(self) -> str:
         return f"{self.account}|{self.address}"
 
+    @property
+    def lock_keys(self) -> tuple[str, str]:
+        """What `reserve_attempt` holds: instances on PostgreSQL count one attempt at a time
+        per account and per address."""
+        return (f"sign-in:{self.account}", f"sign-in@{self.address}")
+
 
 def reserve_attempt(tx: Tx, attempt: Attempt, now: datetime, cfg: AgentSettings) -> int | None:
     """Count the attempt as a failure before the password is checked, in one transaction.
@@ -220,8 +226,8 @@ def reserve_attempt(tx: Tx, attempt: Attempt, now: datetime, cfg: AgentSettings)
     Counting and recording together is what makes the throttle hold under parallel requests:
     a check-then-hash-then-record throttle lets every request of a burst through the check.
     """
-    tx.lock_key(f"sign-in:{attempt.account}")  # serializes instances on PostgreSQL;
-    tx.lock_key(f"sign-in@{attempt.address}")  # always account before address: no deadlock
+    for key in attempt.lock_keys:  # declared to `transact`: taken first, in one order
+        tx.lock_key(key)
     since = iso(now - cfg.failure_window)
     # Failure rows expire: whatever is older than the window is deleted as attempts go by.
     tx.execute("DELETE FROM workspace_login_failures WHERE at <= ?", (since,))
@@ -259,7 +265,9 @@ async def login(request: web.Request, name: str, password: str) -> User | None:
     attempt = Attempt(name.strip().lower(), address)
     now = gw.clock()
     retry_after = int(cfg.failure_window.total_seconds())
-    reserved = await gw.store.transact(lambda tx: reserve_attempt(tx, attempt, now, cfg))
+    reserved = await gw.store.transact(
+        lambda tx: reserve_attempt(tx, attempt, now, cfg), keys=attempt.lock_keys
+    )
     if reserved is None:
         raise LoginThrottled(retry_after)
     found = await gw.store.read(lambda tx: user_by_name(tx, name.strip()))

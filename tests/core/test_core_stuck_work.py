@@ -114,10 +114,10 @@ class SlowRecords:
     def __getattr__(self, name):
         return getattr(self.store, name)
 
-    async def transact(self, fn):
+    async def transact(self, fn, **kw):
         if fn.__qualname__.startswith("Outbox._deliver"):
             await self.gate.wait()
-        return await self.store.transact(fn)
+        return await self.store.transact(fn, **kw)
 
 
 async def test_a_slot_serves_the_next_row_while_the_last_result_is_committed(

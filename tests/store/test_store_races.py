@@ -50,6 +50,46 @@ async def test_a_deadlock_between_instances_is_retried_not_surfaced(two_stores: 
     assert keys == ["k1", "k2"]
 
 
+@pytest.mark.parametrize("declared", [False, True], ids=["keys-taken-by-jobs", "keys-declared"])
+async def test_group_commit_batches_with_declared_keys_never_deadlock(
+    db_url: str, declared: bool
+) -> None:
+    """Two batches of one instance, each two jobs on two contacts' keys in opposite orders:
+    taken job by job they deadlock (PostgreSQL breaks it after `deadlock_timeout`, a second of
+    every caller's time); declared to `transact`, both batches take them first, in one order."""
+    store = PostgresStore(db_url, writers=2, max_batch=2)
+    await store.open()
+    try:
+
+        def job(key: str, name: str) -> Any:
+            def run(tx: Any) -> str:
+                tx.lock_key(key)
+                tx.execute("SELECT pg_sleep(0.3)")  # the other batch meanwhile takes its first
+                tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, key))
+                return name
+
+            return run
+
+        plan = [("contact:x", "a1"), ("contact:y", "a2"), ("contact:y", "b1"), ("contact:x", "b2")]
+        results = await asyncio.gather(
+            *(store.transact(job(key, name), keys=(key,) if declared else ()) for key, name in plan)
+        )
+        assert results == ["a1", "a2", "b1", "b2"]
+        assert store.batches == 2  # two batches of two, as planned
+        assert store.deadlocks == (0 if declared else 1)
+        rows = await store.read(
+            lambda tx: tx.all("SELECT key, value FROM meta WHERE key LIKE '__' ORDER BY key")
+        )
+        assert [(r["key"], r["value"]) for r in rows] == [
+            ("a1", "contact:x"),
+            ("a2", "contact:y"),
+            ("b1", "contact:y"),
+            ("b2", "contact:x"),
+        ]
+    finally:
+        await store.close()
+
+
 async def test_a_unique_violation_lost_to_another_instance_is_retried(two_stores: Any) -> None:
     a, b = two_stores
 

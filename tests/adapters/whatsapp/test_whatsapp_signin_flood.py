@@ -31,10 +31,10 @@ class IntakeOutage:
 
     down = False
 
-    async def transact(self, fn: Any) -> Any:
+    async def transact(self, fn: Any, **kw: Any) -> Any:
         if self.down and getattr(fn, "__qualname__", "").startswith("Intake."):
             raise TemporaryFailure("the database cannot commit right now")
-        return await super().transact(fn)  # type: ignore[misc]
+        return await super().transact(fn, **kw)  # type: ignore[misc]
 
 
 @pytest.fixture
