@@ -82,6 +82,7 @@ Row = tuple[str, str, float | None, float | None, str, str]
 # the same run, bounds what the gateway can reach on this machine (issue 19: "show the floor
 # that proves it").
 FLOOR = "the most the row above can be here"
+FLOOR_LATENCY = "the least the row above can be here"
 
 
 def rows(f: dict[str, dict], quick: bool) -> list[Row]:
@@ -129,7 +130,11 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
         ("smtp", "  floor: raw row committed, one at a time / sink",
          *both(s, "floor_raw_sequential_to_sink"), "{:.2f}", FLOOR),
         ("queue", "queue: L1 queue p99 ms", *both(q, "queue", "p99_ms"), "{:.2f}", "<= 5"),
+        ("queue", "  floor: the queue's reads, bare, p99 ms", *both(q, "floor", "queue", "p99_ms"),
+         "{:.2f}", FLOOR_LATENCY),
         ("queue", "queue: one incident p99 ms", *both(q, "incident", "p99_ms"), "{:.2f}", "<= 2"),
+        ("queue", "  floor: the incident's reads, bare, p99 ms",
+         *both(q, "floor", "incident", "p99_ms"), "{:.2f}", FLOOR_LATENCY),
         ("chat", f"chat: last arrival ms, {n_chat} sockets", *both(c, n_chat, "last_arrival_ms"),
          "{:.0f}", ""),
         ("mixed", f"mixed {rate:.0f}/s: chat ticket p99 ms", *both(m, "chat", "p99_ms"), "{:.0f}",
