@@ -96,6 +96,7 @@ def create_app(
     app[listen.GUARD] = listen.make_guard(settings)  # per-address cap, header deadline
     store = store or make_store(settings)
     metrics = Metrics()
+    metrics.watch_store(store)
     bus = Bus()
     texts = Texts()
     outbox = Outbox(store, clock, settings.outbox, bus, metrics)

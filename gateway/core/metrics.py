@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+# The store's own counts, read when /metrics is scraped: (metric, the store's attribute, help).
+STORE_COUNTERS = (
+    ("gateway_store_batches", "batches", "Write transactions committed (group-commit batches)"),
+    (
+        "gateway_store_retries",
+        "retries",
+        "Writes run again alone after losing a race to another transaction (PostgreSQL)",
+    ),
+    (
+        "gateway_store_deadlocks",
+        "deadlocks",
+        "Write batches PostgreSQL rolled back to break a deadlock (their jobs were run again)",
+    ),
+)
+
+
+class StoreCounters(Collector):
+    """The store's counters as Prometheus counters; a store without one (SQLite has no
+    concurrent writers to race or deadlock) reports 0."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, attribute, doc in STORE_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=int(getattr(self.store, attribute, 0)))
 
 
 class Metrics:
@@ -85,6 +117,10 @@ class Metrics:
     def reject(self, channel: str, reason: str) -> None:
         """Count a refused request (bad signature, too large, rate limited...)."""
         self.rejections.labels(channel, reason).inc()
+
+    def watch_store(self, store: Any) -> None:
+        """Expose the store's own counters (batches, retries, deadlocks) at every scrape."""
+        self.registry.register(StoreCounters(store))
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

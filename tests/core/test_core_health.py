@@ -1,9 +1,11 @@
 """Health that tells the truth (issue #16 item 5): /healthz says `read_only`/`degraded` when
 the database answers reads but refuses writes, and 503 only when it cannot be reached; /metrics
-reads the outbox and incidents through indexes only; old rows are purged, dedupe keys kept."""
+reads the outbox and incidents through indexes only and counts the store's commits, retries
+and deadlocks; old rows are purged, dedupe keys kept."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from typing import Any
@@ -93,6 +95,53 @@ async def test_metrics_gauges_read_indexes_never_scan(
             assert "SCAN" not in plan.replace("SCAN USING", "") and "INDEX" in plan, (sql, plan)
         else:
             assert "Seq Scan" not in plan and "Index" in plan, (sql, plan)
+
+
+async def store_counts(client: Any) -> dict[str, float]:
+    """The store's counters as /metrics shows them."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    counts = {}
+    for line in (await resp.text()).splitlines():
+        if line.startswith("gateway_store_") and line.split()[0].endswith("_total"):
+            name, value = line.split()
+            counts[name.removeprefix("gateway_store_").removesuffix("_total")] = float(value)
+    return counts
+
+
+async def test_metrics_count_the_stores_commits_retries_and_deadlocks(
+    start_app: Any, make_settings: Any, db_backend: str
+) -> None:
+    client, gw = await start_app(make_settings(), adapters={})
+    before = await store_counts(client)
+    assert set(before) == {"batches", "retries", "deadlocks"}
+    await gw.store.transact(
+        lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES ('m', 'x')")
+    )
+    after = await store_counts(client)
+    assert after["batches"] > before["batches"]
+    assert after["deadlocks"] == after["retries"] == 0
+    if db_backend != "postgresql":
+        return  # one writer: nothing to race with
+
+    def crossing(first: str, second: str) -> Any:
+        def job(tx: Any) -> str:
+            tx.lock_key(first)  # taken by the job, not declared: the old way, which deadlocks
+            tx.execute("SELECT pg_sleep(0.3)")
+            tx.lock_key(second)
+            return first
+
+        return job
+
+    one = asyncio.ensure_future(gw.store.transact(crossing("k1", "k2")))
+    await asyncio.sleep(0.1)  # its batch holds k1: the next job goes into a batch of its own
+    assert sorted(await asyncio.gather(one, gw.store.transact(crossing("k2", "k1")))) == [
+        "k1",
+        "k2",
+    ]
+    broken = await store_counts(client)
+    assert broken["deadlocks"] >= 1  # an operator's alarm (deploy/prometheus): each cost ~1 s
+    assert broken["batches"] > after["batches"]
 
 
 async def test_purge_keeps_what_dedupe_needs(start_app: Any, make_settings: Any, clock) -> None:
