@@ -214,10 +214,10 @@ class PgTx(Tx):
     dialect = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, conn: psycopg.Connection[Any], held: frozenset[int] = frozenset()):
+    def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
         self._cur = conn.cursor()
-        self._held = held  # keys the batch took at its start, outside any savepoint
+        self._held: frozenset[int] = frozenset()  # taken at the batch's start (`take_keys`)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cur = self._cur.execute(translate(sql), params)
@@ -255,11 +255,13 @@ class PgTx(Tx):
             self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (hashed,))
 
     def take_keys(self, hashed: Sequence[int]) -> None:
-        """Take the batch's declared keys, ascending: every writer takes them in one order."""
+        """Take the batch's declared keys (ascending: every writer takes them in one order),
+        outside any savepoint, so no job's rollback lets go of them."""
         if hashed:
             self._cur.execute(
                 "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (list(hashed),)
             )
+            self._held = frozenset(hashed)
 
     def json_field(self, column: str, key: str) -> str:
         return f"({column} ->> '{key}')"
@@ -529,14 +531,13 @@ class PostgresStore:
         with self._pool.connection() as conn:
             try:
                 with conn.transaction():
-                    tx = PgTx(conn, frozenset(held))
+                    tx = PgTx(conn)
                     tx.take_keys(held)
                     out: list[tuple[Any, Any]] = [(True, fn(tx)) for fn in fns]
                     tx.close()
                 return out
             except RETRYABLE as exc:
-                if isinstance(exc, pg_errors.DeadlockDetected):
-                    self.deadlocks += 1
+                self._count(exc)
                 if len(fns) == 1:
                     return [("retry", exc)]
             except psycopg.OperationalError:
@@ -544,33 +545,37 @@ class PostgresStore:
             except Exception:
                 if len(fns) == 1:
                     raise
-            return _run_isolated(conn, fns, held)
+            return self._run_isolated(conn, fns, held)
 
+    def _count(self, exc: Exception) -> None:
+        """Count a deadlock PostgreSQL broke (gateway_store_deadlocks_total)."""
+        if isinstance(exc, pg_errors.DeadlockDetected):
+            self.deadlocks += 1
 
-def _run_isolated(
-    conn: psycopg.Connection[Any], fns: list[Callable[[Tx], Any]], held: Sequence[int] = ()
-) -> list[Any]:
-    """Each job in its own SAVEPOINT: a failing one is rolled back alone; a lost race is
-    handed back to be run again in a transaction of its own. The declared keys are taken
-    before the first savepoint, so no job's rollback lets go of them."""
-    out: list[tuple[Any, Any]] = []
-    with conn.transaction():
-        tx = PgTx(conn, frozenset(held))
-        tx.take_keys(held)
-        for fn in fns:
-            try:
-                with conn.transaction():
-                    value = fn(tx)
-            except RETRYABLE as exc:
-                out.append(("retry", exc))
-            except psycopg.OperationalError:
-                raise
-            except Exception as exc:
-                out.append((False, _job_error(exc)))
-            else:
-                out.append((True, value))
-        tx.close()
-    return out
+    def _run_isolated(
+        self, conn: psycopg.Connection[Any], fns: list[Callable[[Tx], Any]], held: Sequence[int]
+    ) -> list[Any]:
+        """Each job in its own SAVEPOINT: a failing one is rolled back alone; a lost race is
+        handed back to be run again in a transaction of its own."""
+        out: list[tuple[Any, Any]] = []
+        with conn.transaction():
+            tx = PgTx(conn)
+            tx.take_keys(held)
+            for fn in fns:
+                try:
+                    with conn.transaction():
+                        value = fn(tx)
+                except RETRYABLE as exc:
+                    self._count(exc)
+                    out.append(("retry", exc))
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:
+                    out.append((False, _job_error(exc)))
+                else:
+                    out.append((True, value))
+            tx.close()
+        return out
 
 
 def _job_error(exc: Exception) -> Exception:
