@@ -123,6 +123,18 @@ class Admission:
     scope: str | None = None  # "phone" or "ip" when limited
 
 
+def _scopes(phone: str, ip: str) -> dict[str, str]:
+    """Each hourly limit's scope: {limit name: the scope its hits are counted under}."""
+    return {"phone": f"phone:{phone}", "ip": f"ip:{ip}"}
+
+
+def admit_keys(key: str | None, phone: str, ip: str) -> tuple[str, ...]:
+    """The lock keys `admit` holds: the Idempotency-Key, then each limit's scope (declared to
+    `Store.transact`, so a batch takes them first and in one order)."""
+    scopes = tuple(f"click2call:{scope}" for scope in _scopes(phone, ip).values())
+    return (f"click2call:key:{key}", *scopes) if key is not None else scopes
+
+
 def admit(
     tx: Tx,
     *,
@@ -138,11 +150,9 @@ def admit(
     Several instances may admit requests at once: the key and each limit's scope are locked,
     always in this order, for the rest of the transaction, so two presses count as two.
     """
-    if key is not None:
-        tx.lock_key(f"click2call:key:{key}")
-    scopes = {"phone": f"phone:{phone}", "ip": f"ip:{ip}"}
-    for scope in scopes.values():
-        tx.lock_key(f"click2call:{scope}")
+    for lock in admit_keys(key, phone, ip):
+        tx.lock_key(lock)
+    scopes = _scopes(phone, ip)
     tx.execute("DELETE FROM click2call_keys WHERE created_at < ?", (iso(now - KEY_TTL),))
     if key is not None:
         row = tx.one("SELECT * FROM click2call_keys WHERE key = ?", (key,))

@@ -125,7 +125,8 @@ async def _handle(request: web.Request, gw: Gateway) -> web.Response:
     admission = await gw.store.transact(
         lambda tx: ledger.admit(
             tx, key=key, phone=req.phone, ip=ip, request_id=uuid.uuid4().hex, now=now, limits=limits
-        )
+        ),
+        keys=ledger.admit_keys(key, req.phone, ip),
     )
     if admission.retry_after is not None:
         gw.metrics.reject("click2call", f"rate_limited_{admission.scope}")

@@ -30,7 +30,14 @@ from adapters.telegram.watch import WebhookWatch
 from config.settings import Settings, TelegramSettings
 from gateway.core.errors import Rejected, Shunted
 from gateway.core.language import detect_language
-from gateway.core.model import AttachmentIn, Contact, Inbound, OutboundItem, SendError
+from gateway.core.model import (
+    AttachmentIn,
+    Contact,
+    Inbound,
+    OutboundItem,
+    SendError,
+    receipt_key,
+)
 from gateway.core.services import Gateway
 from gateway.web.http import client_address, error_response, read_json
 
@@ -234,7 +241,8 @@ class TelegramChannel:
         key = self._provider_id(parsed)
         now = self.gw.clock()
         result = await self.gw.store.transact(
-            lambda tx: apply_edit(tx, original, key, parsed.text, raw, now)
+            lambda tx: apply_edit(tx, original, key, parsed.text, raw, now),
+            keys=(receipt_key("telegram", original),),
         )
         if result is None:
             return False

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOB = "alarms"
+EVALUATE_KEY = "alarms:evaluate"  # the lock key of one evaluation (declared to transact)
 OPEN = "('new', 'in_progress', 'waiting_customer')"
 Probe = Callable[[Store], Awaitable[bool]]
 
@@ -250,13 +251,13 @@ class AlarmMonitor:
         live = max(self.th.interval * 3, timedelta(minutes=5))
 
         def work(tx: Tx) -> list[Action]:
-            tx.lock_key("alarms:evaluate")  # PostgreSQL: one evaluation at a time
+            tx.lock_key(EVALUATE_KEY)  # PostgreSQL: one evaluation at a time
             snap = read_snapshot(tx, now, window, live)
             actions = evaluate(snap, self.th, open_episodes(tx), now)
             apply_actions(tx, actions, now)
             return actions
 
-        actions = await gw.store.transact(work)
+        actions = await gw.store.transact(work, keys=(EVALUATE_KEY,))
         await send_notices(gw.settings, actions, now)
         return actions
 

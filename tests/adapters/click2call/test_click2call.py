@@ -262,6 +262,33 @@ async def test_idempotency_key_never_calls_twice(
     assert count["n"] == 2
 
 
+@pytest.mark.postgresql_only
+async def test_presses_take_only_declared_lock_keys(
+    start_app: Any, voice_settings: Any, fake_twilio: Any, monkeypatch: Any
+) -> None:
+    """Several instances: every advisory lock a press takes (its Idempotency-Key, the number's
+    and the address's limits, the intake's receipt and contact) was declared to the store, so
+    its batch took it first, in the one order every batch uses: presses cannot deadlock."""
+    from gateway.store.postgres import PgTx, key_hash
+
+    undeclared: list[str] = []
+    lock_key = PgTx.lock_key
+
+    def recording(self: Any, key: str) -> None:
+        if key_hash(key) not in self._held:
+            undeclared.append(key)
+        lock_key(self, key)
+
+    monkeypatch.setattr(PgTx, "lock_key", recording)
+    client, _ = await start_app(voice_settings(), adapters=VOICE_ADAPTERS)
+    presses = await asyncio.gather(
+        ask(client, key="held-1"), ask(client, "+50688880009"), ask(client, key="held-1")
+    )
+    assert [r.status for r in presses] == [202, 202, 202]
+    assert sorted(r["To"] for r in fake_twilio.requests) == sorted([CUSTOMER, "+50688880009"])
+    assert [k for k in undeclared if k.startswith(("click2call:", "receipt:", "contact:"))] == []
+
+
 async def test_twilio_500_is_reconciled_then_placed_once(
     start_app: Any, voice_settings: Any, fake_twilio: Any, clock: Any, agent_token: Any
 ) -> None:
