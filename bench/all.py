@@ -157,6 +157,8 @@ def rows(f: dict[str, dict], quick: bool) -> list[Row]:
          get(s, "postgresql_to_sqlite", "concurrent"), "{:.2f}", ">= 0.8"),
         ("instances", "two instances / one, aggregate req/s", None,
          get(f["instances"], POSTGRESQL, "two_to_one"), "{:.2f}", ">= 0.90"),
+        ("instances", "two instances:   floor: two floor processes / one", None,
+         get(f["instances"], POSTGRESQL, "floor_two_to_one"), "{:.2f}", FLOOR),
         ("pgdriver", f"pgdriver: store tx/s, {top} callers", None,
          get(pgd, POSTGRESQL, store, top, "tps"), "{:.0f}", ""),
         ("pgdriver", f"pgdriver: store / asyncpg group, {top}", None,

@@ -11,7 +11,12 @@ cross-instance rules (advisory locks on the sender and provider id, retries) are
 
 Phases alternate "one instance" and "two instances" for --rounds rounds; the figure is the median
 of the per-round ratio of aggregate req/s, two over one (issue 19: two instances lose no more than
-10 % of one instance's req/s to coordination, i.e. >= 0.90). Placement on a 2-core machine: every
+10 % of one instance's req/s to coordination, i.e. >= 0.90). Each round first runs the same pair
+with the webhook's floor in place of the gateway (bench/webhook.py's floor with the issue's
+checks, served by its own process with the gateway's store; the message's and the sender's lock
+keys declared, the least several processes need to make one incident per sender): its two/one
+ratio is what splitting the same durable work over two processes costs on these cores without
+any gateway, the most the gateway's ratio can be here. Placement on a 2-core machine: every
 instance and the PostgreSQL server on CPU 0, the load generator on CPU 1 — two instances share
 the one core one instance had, so the ratio shows what coordination costs, not scaling. After
 each phase every request answered 200 must be a receipt in the database, and there must be one
@@ -32,12 +37,14 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 
 from bench.databases import POSTGRESQL, SERVER_CPU, Databases, count, pin, write_json
-from bench.loadgen import SID, TOKEN, drive
+from bench.loadgen import PATH, SID, TOKEN, drive
 from tests.instances import PUBLIC_URL, Instance
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -71,16 +78,84 @@ def postgres_pids(postmaster: int | None) -> list[int]:
     return pids
 
 
-async def phase(dbs: Databases, n: int, args: argparse.Namespace, workdir: Path) -> dict:
-    """Start n instances on a fresh database, warm them up, drive them; figures and checks."""
-    url = dbs.url(POSTGRESQL, f"instances{n}")
+class FloorProcess(Instance):
+    """The webhook's floor with the issue's checks, served by its own process (`--serve-floor`)
+    on the database in GATEWAY_DB; started, checked and stopped as a gateway instance is."""
+
+    def start(self) -> FloorProcess:
+        command = [sys.executable, __file__, "--serve-floor", self.env["GATEWAY_DB"]]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*command, str(self.http_port), self.name],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+
+def serve_floor(url: str, port: int, name: str) -> None:
+    """Serve the floor on `port` until SIGTERM: aiohttp and the gateway's store (group commit
+    on `url`, whose schema the driver migrated), uvloop and a frozen startup heap as `serve`."""
+    from aiohttp import web
+
+    from bench.webhook import checked
+    from gateway.cli import run_on_loop
+    from gateway.core.heap import freeze_startup_heap
+    from gateway.store.postgres import PostgresStore
+
+    async def main() -> None:
+        store = PostgresStore(url, instance=name)
+        await store.open()
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"ok": await store.ping()})
+
+        app = web.Application()
+        app.router.add_post(PATH, checked(store, public_url=PUBLIC_URL, keyed=True))
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        freeze_startup_heap()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+        await store.close()
+
+    run_on_loop(main(), "uvloop")
+
+
+async def migrated(url: str) -> None:
+    """The gateway's schema on the floor's fresh database, before its processes start."""
+    from gateway.store.postgres import PostgresStore
+
+    store = PostgresStore(url, instance="bench-migrate")
+    await store.open()
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+async def phase(
+    dbs: Databases, n: int, args: argparse.Namespace, workdir: Path, *, floor: bool = False
+) -> dict:
+    """Start n instances (or floor processes) on a fresh database, warm them up, drive them;
+    figures and checks."""
+    url = dbs.url(POSTGRESQL, f"{'floor' if floor else 'instances'}{n}")
     env = {
         "GATEWAY_DB": url,
         "TWILIO_ACCOUNT_SID": SID,
         "TWILIO_AUTH_TOKEN": TOKEN,
         "TWILIO_API_BASE": "http://127.0.0.1:9",  # nothing listens: no traffic leaves
     }
-    instances = [Instance(f"core-{chr(97 + k)}", workdir / f"{n}", env) for k in range(n)]
+    kind = FloorProcess if floor else Instance
+    if floor:
+        await migrated(url)
+    instances = [kind(f"core-{chr(97 + k)}", workdir / f"{n}", env) for k in range(n)]
     try:
         for instance in instances:
             instance.start()
@@ -129,9 +204,9 @@ def database_stats(url: str) -> tuple[int, int]:
 
 def line(label: str, r: dict) -> str:
     return (
-        f"  {label:13s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:7.0f} req/s"
+        f"  {label:15s} {r['requests']:6d} req in {r['seconds']:.2f}s  {r['rps']:7.0f} req/s"
         f"  p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:6.1f} ms"
-        f"  CPU/req gateway {r['gateway_cpu_us']:4.0f} µs,"
+        f"  CPU/req server {r['gateway_cpu_us']:4.0f} µs,"
         f" PostgreSQL {r['postgres_cpu_us']:4.0f} µs"
         f"  {r['commits_per_request']:.2f} transactions/req, {r['deadlocks']} deadlocks"
         f"  statuses {r['statuses']}  ({r['checks']['incidents']} incidents)"
@@ -140,6 +215,7 @@ def line(label: str, r: dict) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     ratios: list[float] = []
+    floor_ratios: list[float] = []
     rates: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp, Databases(POSTGRESQL, tmp) as dbs:
         print(f"{args.requests} signed WhatsApp posts per phase, {args.conns} connections")
@@ -147,17 +223,23 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {dbs.placement().replace('gateway', 'every gateway instance')}", flush=True)
         for number in range(1, args.rounds + 1):
             print(f"round {number} of {args.rounds}")
-            results = {}
-            for n in (1, 2):
-                results[n] = await phase(dbs, n, args, Path(tmp) / f"round{number}")
-                rates[n].append(results[n]["rps"])
-                label = "one instance" if n == 1 else "two instances"
-                print(line(label, results[n]), flush=True)
-            ratios.append(results[2]["rps"] / results[1]["rps"])
-    spread = ", ".join(f"{r:.2f}" for r in ratios)
+            for floor in (True, False):
+                results = {}
+                for n in (1, 2):
+                    workdir = Path(tmp) / f"round{number}{'floor' if floor else ''}"
+                    results[n] = await phase(dbs, n, args, workdir, floor=floor)
+                    label = ("one" if n == 1 else "two") + (" floor" if floor else " instance")
+                    print(line(label + ("" if n == 1 else "s"), results[n]), flush=True)
+                    if not floor:
+                        rates[n].append(results[n]["rps"])
+                (floor_ratios if floor else ratios).append(results[2]["rps"] / results[1]["rps"])
     print(
-        f"two instances / one, aggregate req/s: median {statistics.median(ratios):.2f}"
-        f" [{spread}]  (target >= 0.90: at most 10 % lost to coordination on the same cores)"
+        f"floor: two floor processes / one, aggregate req/s: {median_spread(floor_ratios)}"
+        "  (the same durable work split over two processes: the most the gateway's can be here)"
+    )
+    print(
+        f"two instances / one, aggregate req/s: {median_spread(ratios)}"
+        "  (target >= 0.90: at most 10 % lost to coordination on the same cores)"
     )
     write_json(
         args.json,
@@ -166,9 +248,14 @@ async def main(args: argparse.Namespace) -> None:
                 "one_rps": statistics.median(rates[1]),
                 "two_rps": statistics.median(rates[2]),
                 "two_to_one": statistics.median(ratios),
+                "floor_two_to_one": statistics.median(floor_ratios),
             }
         },
     )
+
+
+def median_spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} [{', '.join(f'{v:.2f}' for v in values)}]"
 
 
 def cli() -> None:
@@ -179,7 +266,15 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one/two (median)")
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--serve-floor", nargs=3, metavar=("URL", "PORT", "NAME"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve_floor:
+        url, port, name = args.serve_floor
+        serve_floor(url, int(port), name)
+        return
+    asyncio.run(main(args))
 
 
 if __name__ == "__main__":

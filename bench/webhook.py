@@ -136,7 +136,9 @@ def incident_rows(tx: Tx, sid: str, sender: str, raw: bytes) -> str | None:
     return tracking
 
 
-def checked(store: Store) -> Callable[[web.Request], Awaitable[web.Response]]:
+def checked(
+    store: Store, *, public_url: str | None = None, keyed: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The incident-rows floor plus what the issue itself requires of any implementation.
 
     Twilio's RequestValidator over the form (403 when it fails), the sender's number parsed
@@ -144,6 +146,11 @@ def checked(store: Store) -> Callable[[web.Request], Awaitable[web.Response]]:
     MessageSid dedupe lookup, and TwiML with the tracking number for a new incident. Still no
     routing by schedule, SLA clocks, events beyond the floor's, contact matching, metrics or
     live queue: what remains for them is the room the target leaves.
+
+    The signature is checked for `public_url` (the URL Twilio signs) or else the URL the
+    request reached. `keyed`: what several processes on one database need besides, the
+    message's and the sender's lock keys declared to the store (as the gateway's intake declares
+    them), so two messages of one new sender on two processes still make one incident.
     """
     validator = RequestValidator(TOKEN)
 
@@ -155,14 +162,16 @@ def checked(store: Store) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def checked_handler(request: web.Request) -> web.Response:
         form = await request.post()
         # The floors are signed for the URL they listen on (the gateway: GATEWAY_PUBLIC_URL).
-        expected = validator.compute_signature(f"http://{request.host}{PATH}", form)
+        signed = public_url or f"http://{request.host}"
+        expected = validator.compute_signature(signed + PATH, form)
         if not hmac.compare_digest(expected, request.headers.get("X-Twilio-Signature", "")):
             raise web.HTTPForbidden(reason="invalid Twilio signature")
         sid, sender, raw = str(form["MessageSid"]), str(form["From"]), await request.read()
         phone = normalize_phone(sender)
         if phone is None or country_of_phone(phone) is None:
             raise web.HTTPBadRequest(reason="From is not a phone number")
-        _, tracking = await store.transact(lambda tx: write(tx, sid, sender, raw))
+        keys = (f"receipt:whatsapp:{sid}", f"contact:whatsapp:{phone}") if keyed else ()
+        _, tracking = await store.transact(lambda tx: write(tx, sid, sender, raw), keys=keys)
         response = MessagingResponse()
         if tracking:
             response.message(f"Recibimos su mensaje. Su número de seguimiento es {tracking}.")
