@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # The store's own counts, read when /metrics is scraped: (metric, the store's attribute, help).
@@ -32,9 +32,17 @@ class StoreCounters(Collector):
     def __init__(self, store: Any):
         self.store = store
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for name, attribute, doc in STORE_COUNTERS:
             yield CounterMetricFamily(name, doc, value=int(getattr(self.store, attribute, 0)))
+        # SQLite: one process per file, nothing to notify.
+        notifying = bool(getattr(self.store, "notify_changes", False))
+        yield GaugeMetricFamily(
+            "gateway_change_notifications",
+            "1 while this instance's writes notify other instances (PostgreSQL: another"
+            " instance's change feed was heard lately), else 0",
+            value=int(notifying),
+        )
 
 
 class Metrics:

@@ -11,6 +11,14 @@ NOTIFY is only a wake-up (checklist D7): a notification lost while the connectio
 or never sent, is made up for by a poll of the newest event id every `poll` seconds. When the
 database holds an event newer than any this instance was told about, it publishes a `resync`
 notice and every live page re-reads what it shows.
+
+Each feed also sends a beacon on the channel every `poll` seconds (and once on connecting), so
+every instance knows whether another one is listening. An instance that has listened for
+`ALONE_AFTER` polls without hearing anyone else tells its store to write without the
+triggers' notifications (`on_peers(False)`: nobody would read them, and they cost it about a
+sixth of its throughput); the first word from another instance, or the loss of its own
+listening connection, turns them back on. What was written between another instance's start
+and this one hearing its beacon is caught by that instance's poll, as any lost notification.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +39,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "gateway_changes"
 POLL = 2.0  # seconds between checks of the newest event id
 MAX_BACKOFF = 10.0
+ALONE_AFTER = 3  # polls without a word from another instance before this one counts as alone
 Publish = Callable[[dict[str, Any]], None]
 # What an incident event means on an agent's live page.
 EVENT_OF_KIND = {"registered": "created", "message_received": "message", "escalated": "escalated"}
@@ -70,6 +80,7 @@ class ChangeFeed:
         *,
         poll: float = POLL,
         connect_kwargs: dict[str, Any] | None = None,
+        on_peers: Callable[[bool], None] | None = None,
     ):
         self.url = url
         self.instance = instance
@@ -77,9 +88,13 @@ class ChangeFeed:
         self.newest_event = newest_event  # async () -> int: max(events.id), 0 when none
         self.poll = poll
         self.connect_kwargs = connect_kwargs or {}
+        self.on_peers = on_peers  # told whether another instance may be listening
         self.told = 0  # the newest event id a notification told this instance about
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.others = True  # until this feed has listened long enough to know it is alone
+        self._heard: dict[str, float] = {}  # another instance's name -> when last heard
+        self._listening_since: float | None = None
         self._suspect: int | None = None  # an event id seen by the poll but not yet told
 
     async def run(self) -> None:
@@ -112,15 +127,39 @@ class ChangeFeed:
                 log.warning("change feed lost its connection: %s", exc)
             finally:
                 self.connected.clear()
+                self._listening_since = None
+                self._heard.clear()
+                self._others(True)  # deaf now: whoever else there is must still be told
                 with contextlib.suppress(Exception):
                     await conn.close()
             await asyncio.sleep(backoff)
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._listening_since = time.monotonic()
         while True:
+            beacon = json.dumps({"type": "beacon", "origin": self.instance})
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beacon))
             async for note in conn.notifies(timeout=self.poll):
                 self._received(note.payload)
             await self._check()
+            self._judge_alone()
+
+    def _others(self, others: bool) -> None:
+        if others != self.others:
+            self.others = others
+            if self.on_peers is not None:
+                self.on_peers(others)
+
+    def _judge_alone(self) -> None:
+        """Alone: listening for ALONE_AFTER polls and nobody else heard for as long."""
+        now, window = time.monotonic(), ALONE_AFTER * self.poll
+        for name, at in list(self._heard.items()):
+            if now - at >= window:
+                del self._heard[name]
+        if self._heard:
+            self._others(True)
+        elif self._listening_since is not None and now - self._listening_since >= window:
+            self._others(False)
 
     def _received(self, text: str) -> None:
         try:
@@ -133,6 +172,10 @@ class ChangeFeed:
             self.told = event_id
         if payload.get("origin") == self.instance:
             return  # this instance published it on its own bus already
+        if payload.get("type") == "beacon":  # another instance's feed listens
+            self._heard[str(payload.get("origin"))] = time.monotonic()
+            self._others(True)
+            return
         notice = notice_of(payload)
         if notice is not None:
             self.publish(notice)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import secrets
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -41,7 +42,7 @@ from psycopg.types.string import StrDumperUnknown
 from gateway.core.errors import GatewayError, Misconfigured, TemporaryFailure
 from gateway.core.tracking import format_tracking
 from gateway.store.migration import Migration, Plan
-from gateway.store.pgfeed import CHANNEL, ChangeFeed
+from gateway.store.pgfeed import CHANNEL, POLL, ChangeFeed
 from gateway.store.schema import CORE
 from gateway.store.tx import Row, Tx
 
@@ -280,6 +281,7 @@ class PostgresStore:
     """A pooled, group-committing store on one PostgreSQL database, shared by instances."""
 
     shared = True
+    feed_poll = POLL  # seconds between the change feed's polls and beacons (`follow`)
 
     def __init__(
         self,
@@ -309,6 +311,11 @@ class PostgresStore:
         self.deadlocks = 0  # batches PostgreSQL rolled back to break a deadlock
         self.on_commit: list[Callable[[], None]] = []
         self.feed: ChangeFeed | None = None
+        # Whether this instance's writes fire the change-feed notifications (migration 3):
+        # on until its feed has listened a while and heard no other instance, and again as
+        # soon as it hears one. What each pooled connection's session was last told.
+        self.notify_changes = True
+        self._told_notify: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -448,9 +455,30 @@ class PostgresStore:
             self.instance,
             publish,
             self._newest_event,
+            poll=self.feed_poll,
             connect_kwargs={"application_name": f"{self.instance[:50]}:feed"},
+            on_peers=self._peers_changed,
         )
         await self.feed.run()
+
+    def _peers_changed(self, others: bool) -> None:
+        """The change feed heard another instance (or lost track of them all, or its own
+        connection): notify changes while anyone else may be listening."""
+        if others != self.notify_changes:
+            log.info("change notifications %s", "on: another instance listens" if others else "off")
+        self.notify_changes = others
+
+    def _tell_notify(self, conn: psycopg.Connection[Any]) -> None:
+        """Bring the session's gateway.notify in line with `notify_changes`, outside the batch's
+        transaction (a rolled-back SET would be undone): rarely, as it changes rarely. A
+        session never told notifies (the setting unset)."""
+        want = self.notify_changes
+        if self._told_notify.get(conn, True) != want:
+            conn.execute(
+                "SELECT set_config('gateway.notify', %s, false)", ("on" if want else "off",)
+            )
+            conn.commit()
+            self._told_notify[conn] = want
 
     async def _newest_event(self) -> int:
         row = await self.read(lambda tx: tx.one("SELECT max(id) AS n FROM events"))
@@ -529,6 +557,7 @@ class PostgresStore:
         """
         assert self._pool is not None
         with self._pool.connection() as conn:
+            self._tell_notify(conn)
             try:
                 with conn.transaction():
                     tx = PgTx(conn)

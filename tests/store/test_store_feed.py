@@ -15,6 +15,7 @@ import pytest
 from gateway.core.errors import TemporaryFailure
 from gateway.core.model import Contact, Inbound
 from gateway.store.pgfeed import ChangeFeed
+from gateway.store.postgres import PostgresStore
 from tests.conftest import OPEN_TIME
 
 pytestmark = pytest.mark.postgresql_only
@@ -138,3 +139,72 @@ async def test_a_feed_whose_store_cannot_read_keeps_trying(db_url: str) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never met"
+        await asyncio.sleep(0.02)
+
+
+def incident_notes(listener: psycopg.Connection, seconds: float) -> list[str]:
+    """The change notifications about incidents a plain LISTEN connection gets (no beacons)."""
+    return [
+        note.payload
+        for note in listener.notifies(timeout=seconds)
+        if '"type" : "incident"' in note.payload
+    ]
+
+
+async def test_an_instance_alone_writes_without_notifications_until_another_listens(
+    start_app, make_settings, monkeypatch
+) -> None:
+    monkeypatch.setattr(PostgresStore, "feed_poll", 0.1)  # alone after three quiet polls
+    client_a, a = await start_app(make_settings(GATEWAY_INSTANCE="core-a"), adapters={})
+    await asyncio.wait_for(a.store.feed.connected.wait(), timeout=5)
+    assert a.store.notify_changes is True  # nobody heard yet, but nobody ruled out either
+    await wait_for(lambda: a.store.notify_changes is False)
+    assert "gateway_change_notifications 0.0" in await (await client_a.get("/metrics")).text()
+
+    with psycopg.connect(a.settings.db_url, autocommit=True) as listener:
+        listener.execute("LISTEN gateway_changes")
+        # Alone: the contact is committed and published on A's own bus, but nothing is sent
+        # (a plain listener is no instance: it sends no beacon).
+        async with a.bus.subscribe() as seen_by_a:
+            quiet = await a.intake.accept(whatsapp("SMalone1", "+50688880105"))
+            await next_notice(seen_by_a, lambda n: n.get("tracking") == quiet.tracking)
+        assert await asyncio.to_thread(incident_notes, listener, 0.5) == []
+
+        # Another instance starts: its first beacon turns A's notifications back on, and what
+        # A commits next reaches B as that change, not as a resync.
+        client_b, b = await start_app(make_settings(GATEWAY_INSTANCE="core-b"), adapters={})
+        await asyncio.wait_for(b.store.feed.connected.wait(), timeout=5)
+        await wait_for(lambda: a.store.notify_changes is True, seconds=2)
+        async with b.bus.subscribe() as seen_by_b:
+            loud = await a.intake.accept(whatsapp("SMalone2", "+50688880106"))
+            notice = await next_notice(seen_by_b, lambda n: n.get("tracking") == loud.tracking)
+        assert notice["event"] == "created" and notice["remote"] is True
+        notes = await asyncio.to_thread(incident_notes, listener, 0.5)
+        assert any(loud.tracking in note for note in notes)
+        metrics = await (await client_a.get("/metrics")).text()
+        assert "gateway_change_notifications 1.0" in metrics
+
+        # B stops: three polls later A is alone again.
+        await client_b.close()
+        await wait_for(lambda: a.store.notify_changes is False)
+
+
+async def test_an_instance_whose_feed_is_cut_off_notifies_again(
+    start_app, make_settings, monkeypatch
+) -> None:
+    """Without its listening connection an instance cannot know it is alone: it notifies."""
+    monkeypatch.setattr(PostgresStore, "feed_poll", 0.1)
+    _, a = await start_app(make_settings(GATEWAY_INSTANCE="core-a"), adapters={})
+    await wait_for(lambda: a.store.notify_changes is False)
+    with psycopg.connect(a.settings.db_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'core-a:feed'"
+        )
+    await wait_for(lambda: a.store.notify_changes is True)
