@@ -15,10 +15,12 @@ compared on the same core. BENCH_NO_PIN=1 turns every pinning off.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,3 +215,17 @@ def table(kinds: list[str], rows: list[tuple[str, list[str]]], width: int = 36) 
     print(" " * label_width + "".join(f"  {LABELS[k]:<{width}}" for k in kinds).rstrip())
     for label, cells in rows:
         print(f"{label:<{label_width}}" + "".join(f"  {c:<{width}}" for c in cells).rstrip())
+
+
+async def settled(gw: Any, seconds: float = 30.0) -> None:
+    """Wait until an in-process gateway on PostgreSQL has ruled out other instances (its change
+    feed heard no beacon for a few polls, and its writes stopped notifying), as one that has run
+    alone a while has; nothing to wait for on SQLite. For a `serve` process:
+    `bench.instances.settled`."""
+    if not getattr(gw.store, "shared", False):
+        return
+    deadline = time.monotonic() + seconds
+    while getattr(gw.store, "feed", None) is None or gw.store.notify_changes:
+        if time.monotonic() > deadline:
+            raise SystemExit("the gateway's change feed never found itself alone")
+        await asyncio.sleep(0.1)

@@ -107,6 +107,7 @@ def serve_floor(url: str, port: int, name: str) -> None:
 
     async def main() -> None:
         store = PostgresStore(url, instance=name)
+        store.notify_changes = False  # live pages elsewhere are the gateway's, not the floor's
         await store.open()
 
         async def healthz(request: web.Request) -> web.Response:
@@ -166,6 +167,8 @@ async def phase(
         urls = ",".join(instance.url for instance in instances)
         warm = argparse.Namespace(**{**vars(args), "requests": max(50, args.requests // 10)})
         warmup = await drive(urls, PUBLIC_URL, warm, "9")
+        if not floor:
+            await asyncio.gather(*(settled(i.url, alone=n == 1) for i in instances))
         gateway_pids = [i.proc.pid for i in instances if i.proc is not None]
         pg_pids = postgres_pids(dbs.postmaster())
         before = cpu_seconds(gateway_pids), cpu_seconds(pg_pids)
@@ -195,6 +198,25 @@ async def phase(
     return result
 
 
+async def settled(url: str, *, alone: bool, seconds: float = 30.0) -> None:
+    """Wait until the instance at `url` knows whether another one listens (its change feed
+    needs a few polls to rule others out): `gateway_change_notifications` 0 when alone, 1
+    when not, as an instance that has been running a while has it."""
+    want = f"gateway_change_notifications {0 if alone else 1}.0"
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        if want in (await asyncio.to_thread(metrics_text, url)).splitlines():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise SystemExit(f"{url}: never reached {want}")
+        await asyncio.sleep(0.2)
+
+
+def metrics_text(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        return resp.read().decode()  # type: ignore[no-any-return]
+
+
 def store_counts(processes: list[Instance]) -> tuple[int, int]:
     """(write batches committed, deadlocks met) so far, summed over the processes, as their
     stores count them: a gateway's /metrics (gateway_store_batches_total and
@@ -207,13 +229,12 @@ def store_counts(processes: list[Instance]) -> tuple[int, int]:
             health = process._health()
             batches, deadlocks = batches + health["batches"], deadlocks + health["deadlocks"]
             continue
-        with urllib.request.urlopen(f"{process.url}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                name, _, value = line.partition(" ")
-                if name == "gateway_store_batches_total":
-                    batches += int(float(value))
-                elif name == "gateway_store_deadlocks_total":
-                    deadlocks += int(float(value))
+        for line in metrics_text(process.url).splitlines():
+            name, _, value = line.partition(" ")
+            if name == "gateway_store_batches_total":
+                batches += int(float(value))
+            elif name == "gateway_store_deadlocks_total":
+                deadlocks += int(float(value))
     return batches, deadlocks
 
 

@@ -54,8 +54,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.databases import LABELS, LOAD_CPU, SERVER_CPU, Databases, add_options, pin, write_json
-from bench.instances import cpu_seconds, postgres_pids
+from bench.databases import (
+    LABELS,
+    LOAD_CPU,
+    POSTGRESQL,
+    SERVER_CPU,
+    Databases,
+    add_options,
+    pin,
+    write_json,
+)
+from bench.instances import cpu_seconds, postgres_pids, settled
 from bench.soak import Fakes, Gateway, Stream
 from gateway.core.tracking import find_tracking
 
@@ -254,6 +263,8 @@ async def one_database(kind: str, dbs: Databases, args: argparse.Namespace, tmp:
         await gw.start()
         assert gw.instance.proc is not None
         pin(SERVER_CPU, gw.instance.proc.pid)
+        if kind == POSTGRESQL:  # alone on its database: writes that notify nobody
+            await settled(gw.instance.url, alone=True)
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         timeout = aiohttp.ClientTimeout(total=20)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:

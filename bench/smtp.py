@@ -58,6 +58,7 @@ from bench.databases import (
     count,
     pin,
     postmaster_pid,
+    settled,
     table,
     write_json,
 )
@@ -138,7 +139,7 @@ async def _serve_gateway(conn: Any, url: str) -> None:
                     visible.setdefault(notice["tracking"], time.monotonic())
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0)  # subscribed before the first message
+    await settled(gw)  # on PostgreSQL: alone, its writes notify nobody (subscribed meanwhile)
     conn.send(gw.extras["smtp_port"])
     loop = asyncio.get_running_loop()
     while True:

@@ -50,6 +50,7 @@ from bench.databases import (
     Databases,
     add_options,
     pin,
+    settled,
     write_json,
 )
 from bench.loadgen import PATH, SID, TOKEN, drive
@@ -211,7 +212,9 @@ def open_store(url: str) -> Store:
     """The gateway's own store for a floor (group commit on either database)."""
     if url.startswith("sqlite:///"):
         return SqliteStore(sqlite_path(url))
-    return PostgresStore(url, instance="bench-floor")
+    store = PostgresStore(url, instance="bench-floor")
+    store.notify_changes = False  # live pages on other instances are the gateway's, not the floor's
+    return store
 
 
 async def floor_phase(url: str, kind: str, name: str, args: argparse.Namespace) -> dict:
@@ -258,6 +261,7 @@ async def gateway_phase(url: str, args: argparse.Namespace) -> dict:
     # Served as `serve` serves it: behind the connection guard (per-address cap, header deadline).
     gw_runner, _ = await start_http(gw_app, settings, int(port))
     try:
+        await settled(gw_app[GW])  # alone on its database: writes that notify nobody
         gateway = await measure(f"http://127.0.0.1:{port}", env["GATEWAY_PUBLIC_URL"], args, "2")
         gw = gw_app[GW]
         stored = await gw.store.read(
