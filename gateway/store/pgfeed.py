@@ -16,7 +16,7 @@ Each feed also sends a beacon on the channel every `poll` seconds (and once on c
 every instance knows whether another one is listening. An instance that has listened for
 `ALONE_AFTER` polls without hearing anyone else tells its store to write without the
 triggers' notifications (`on_peers(False)`: nobody would read them, and they cost it about a
-sixth of its throughput); the first word from another instance, or the loss of its own
+tenth of its throughput); the first word from another instance, or the loss of its own
 listening connection, turns them back on. What was written between another instance's start
 and this one hearing its beacon is caught by that instance's poll, as any lost notification.
 """

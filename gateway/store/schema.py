@@ -435,7 +435,7 @@ CORE: list[Migration] = [
         # Issue #19 (performance): the change-feed triggers stay silent in a session that set
         # gateway.notify = 'off'. An instance does so while its change feed hears no other
         # instance (gateway.store.pgfeed): nobody would read what it sent, and the
-        # notifications cost it about a sixth of its contacts per second. Any other session
+        # notifications cost it about a tenth of its contacts per second. Any other session
         # (an operator's, the CLI's) leaves the setting unset and notifies as before.
         "-- SQLite: one process owns the file; there is no change feed to quiet.\n",
         """
