@@ -95,6 +95,7 @@ class ChangeFeed:
         self.others = True  # until this feed has listened long enough to know it is alone
         self._heard: dict[str, float] = {}  # another instance's name -> when last heard
         self._listening_since: float | None = None
+        self._quiet = False  # this instance may have written unnotified since the last poll
         self._suspect: int | None = None  # an event id seen by the poll but not yet told
 
     async def run(self) -> None:
@@ -145,6 +146,8 @@ class ChangeFeed:
             self._judge_alone()
 
     def _others(self, others: bool) -> None:
+        if not others:
+            self._quiet = True
         if others != self.others:
             self.others = others
             if self.on_peers is not None:
@@ -187,7 +190,12 @@ class ChangeFeed:
         except Exception as exc:  # the store says why; the next poll tries again
             log.debug("change feed poll failed: %s", exc)
             return
-        if newest <= self.told:
+        quiet, self._quiet = self._quiet, not self.others
+        if newest <= self.told or quiet:
+            # Quiet: this instance's own events since the last poll were never notified, to
+            # itself either; the only other writers then are sessions of no instance (an
+            # operator's, the CLI's), heard on this connection, whose loss resyncs anyway.
+            self.told = max(self.told, newest)
             self._suspect = None
             return
         if self._suspect is not None and newest >= self._suspect:

@@ -208,3 +208,21 @@ async def test_an_instance_whose_feed_is_cut_off_notifies_again(
             " WHERE application_name = 'core-a:feed'"
         )
     await wait_for(lambda: a.store.notify_changes is True)
+
+
+async def test_an_instance_alone_tells_its_own_pages_no_resync(
+    start_app, make_settings, monkeypatch
+) -> None:
+    """Alone, its own events reach no listener, not even its own feed: the poll must not take
+    them for lost notifications and have every live page re-read what it shows."""
+    monkeypatch.setattr(PostgresStore, "feed_poll", 0.1)
+    _, a = await start_app(make_settings(GATEWAY_INSTANCE="core-a"), adapters={})
+    await wait_for(lambda: a.store.notify_changes is False)
+    async with a.bus.subscribe() as seen_by_a:
+        for n in range(3):
+            await a.intake.accept(whatsapp(f"SMquiet{n}", f"+5068888011{n}"))
+        await asyncio.sleep(1.0)  # ten polls
+        seen = []
+        while not seen_by_a.empty():
+            seen.append(seen_by_a.get_nowait())
+    assert [n["type"] for n in seen] == ["incident"] * 3
