@@ -139,7 +139,8 @@ async def _serve_gateway(conn: Any, url: str) -> None:
                     visible.setdefault(notice["tracking"], time.monotonic())
 
     watcher = asyncio.create_task(watch())
-    await settled(gw)  # on PostgreSQL: alone, its writes notify nobody (subscribed meanwhile)
+    await asyncio.sleep(0)  # subscribed before the first message
+    await settled(gw)  # on PostgreSQL: alone, its writes notify nobody
     conn.send(gw.extras["smtp_port"])
     loop = asyncio.get_running_loop()
     while True:
