@@ -137,8 +137,8 @@ class ChangeFeed:
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._listening_since = time.monotonic()
+        beacon = json.dumps({"type": "beacon", "origin": self.instance})
         while True:
-            beacon = json.dumps({"type": "beacon", "origin": self.instance})
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beacon))
             async for note in conn.notifies(timeout=self.poll):
                 self._received(note.payload)
