@@ -1,7 +1,8 @@
 """Two gateway processes on one PostgreSQL database, through the wire (CONTRACT "Several
 instances"): the same provider ids delivered to both give one incident and one tracking number;
 SIGKILL of one instance under load, with clients retrying on the other, loses no acknowledged
-contact and duplicates none; an agent on A sees a contact that arrived on B; a chat visitor on
+contact and duplicates none; an agent on A sees a contact that arrived on B, and an agent on a
+newcomer sees one that arrived on an instance that had run alone and quiet; a chat visitor on
 A gets a reply made on B; a killed instance's leased outbox rows are delivered by the other,
 once, within 30 s."""
 
@@ -195,6 +196,50 @@ async def test_an_agent_on_a_sees_a_contact_arriving_on_b_within_a_second(
         assert tracking in await queue.text()
     finally:
         await agent.close()
+
+
+async def notifying(http: aiohttp.ClientSession, instance: Instance) -> str:
+    """`gateway_change_notifications` as the instance's /metrics says it: "0.0" or "1.0"."""
+    async with http.get(instance.url + "/metrics") as resp:
+        text = await resp.text()
+    return re.search(r"^gateway_change_notifications (\S+)$", text, re.M).group(1)  # type: ignore[union-attr]
+
+
+async def test_an_instance_that_ran_alone_shows_its_contacts_to_an_agent_on_a_newcomer(
+    instances: Any,
+) -> None:
+    """A alone stops notifying its changes (nobody listens); B starts, and a contact arriving on
+    A reaches B's agent on the live page as that contact, within a second, not as a re-read."""
+    (a,) = await instances("core-a")
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 20
+        while await notifying(http, a) != "0.0":  # three quiet polls of 2 s
+            assert time.monotonic() < deadline, "A never found itself alone"
+            await asyncio.sleep(0.2)
+        (b,) = await instances("core-b")
+        b.cli("user", "add", "ana", "--role", "l1", "--password-stdin", stdin=PASSWORD + "\n")
+        agent = await agent_session(b, "ana", PASSWORD)
+        try:
+            csrf = await csrf_of(agent)
+            async with agent.ws_connect(f"/agent/ws?csrf={csrf}") as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "hello"
+                deadline = time.monotonic() + 5
+                while await notifying(http, a) != "1.0":  # B's beacon reached A
+                    assert time.monotonic() < deadline, "A never heard B"
+                    await asyncio.sleep(0.05)
+                started = time.monotonic()
+                status, text = await post_whatsapp(http, a, inbound_form("+50688333334"))
+                assert status == 200
+                tracking = TRACKING.search(text).group(0)  # type: ignore[union-attr]
+                while True:
+                    frame = await ws.receive_json(timeout=5)
+                    assert frame.get("type") != "resync", frame
+                    if frame.get("tracking") == tracking:
+                        break
+                assert time.monotonic() - started < 1.0
+                assert frame["event"] == "created"
+        finally:
+            await agent.close()
 
 
 async def test_a_chat_visitor_on_a_gets_the_reply_an_agent_sends_from_b(
