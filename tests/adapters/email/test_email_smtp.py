@@ -192,3 +192,71 @@ async def test_unexpected_exception_gives_451_not_aiosmtpd_default_500(flaky) ->
     code, text = await send(gw, mail())
     assert code == 451 and text.startswith("4.3.0")
     assert "secret" not in text and "RuntimeError" not in text
+
+
+ADDRESS_ARGS = [
+    "",
+    "<>",
+    "<ana@cliente.com>",
+    "<ana@cliente.com> SIZE=2048 BODY=8BITMIME",
+    "ana@cliente.com",
+    "ana@cliente.com SIZE=10",
+    "  <ana@cliente.com>",
+    '<"ana perez"@cliente.com>',
+    "<@relay.example:ana@cliente.com>",
+    "<ana@[192.0.2.1]>",
+    "<ana>",
+    "<ana@cliente.com",
+    "<<ana@cliente.com>>",
+    "<ana@@cliente.com>",
+    "(comment) <ana@cliente.com>",
+    "<" + "a" * 65 + "@cliente.com>",
+    "<" + "a" * 64 + "@cliente.com>",
+    "<josé@cliente.com>",
+    "<ana@cliente.com>\x00",
+]
+
+
+@pytest.mark.parametrize("arg", ADDRESS_ARGS)
+def test_address_parse_answers_as_aiosmtpd_does(arg: str) -> None:
+    """The gateway's `_getaddr` (without aiosmtpd's per-call class) parses every MAIL FROM and
+    RCPT TO argument exactly as aiosmtpd's own: same address, same parameters, same refusals."""
+    from aiosmtpd.smtp import SMTP
+
+    class Handler:
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        ours = email_smtp.GatewaySMTP.__new__(email_smtp.GatewaySMTP)
+        stock = SMTP(Handler(), loop=loop)
+        ours.local_part_limit = stock.local_part_limit = 64
+        assert ours._getaddr(arg) == SMTP._getaddr(stock, arg)
+        ours.local_part_limit = stock.local_part_limit = 0
+        assert ours._getaddr(arg) == SMTP._getaddr(stock, arg)
+    finally:
+        loop.close()
+
+
+async def test_mail_from_syntax_answers_on_the_wire(start_email) -> None:
+    """Through the listener: a malformed sender gets 553, an empty one 501, a bounce's null
+    sender and a quoted local part are taken, and the parameters still reach the SIZE check."""
+    gw = await start_email({"email": {"max_message_bytes": 4096}})
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=gw.extras["smtp_port"])
+    await client.connect()
+    await client.ehlo()
+    answers = []
+    for arg in (
+        b"FROM:<ana@@cliente.com>",
+        b"FROM:",
+        b"FROM:<>",
+        b'FROM:<"ana perez"@cliente.com>',
+        b"FROM:<ana@cliente.com> SIZE=60000000",
+        b"FROM:<ana@cliente.com> SIZE=100",
+    ):
+        resp = await client.execute_command(b"MAIL", arg)
+        answers.append(resp.code)
+        if resp.code == 250:
+            await client.execute_command(b"RSET")
+    client.close()
+    assert answers == [553, 501, 250, 250, 552, 250]
