@@ -63,6 +63,8 @@ from bench.databases import (
     write_json,
 )
 from bench.instances import cpu_seconds, postgres_pids
+from gateway.cli import run_on_loop
+from gateway.core.heap import freeze_startup_heap
 
 RCPT = "soporte@callmyway.com"
 LOREM = (
@@ -95,6 +97,7 @@ async def _listen(conn: Any, handler: Any, name: str) -> None:
     server = await loop.create_server(
         lambda: SMTP(handler, hostname=name, loop=loop), "127.0.0.1", 0
     )
+    freeze_startup_heap()  # as `serve` does once started; every server here alike
     conn.send(server.sockets[0].getsockname()[1])
     await loop.run_in_executor(None, conn.recv)
     server.close()
@@ -141,6 +144,7 @@ async def _serve_gateway(conn: Any, url: str) -> None:
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0)  # subscribed before the first message
     await settled(gw)  # on PostgreSQL: alone, its writes notify nobody
+    freeze_startup_heap()  # as `serve` does once started
     conn.send(gw.extras["smtp_port"])
     loop = asyncio.get_running_loop()
     while True:
@@ -200,7 +204,7 @@ async def _serve_floor(conn: Any, url: str, body: bool) -> None:
     conn.send({})
 
 
-def _server(kind: str, conn: Any, url: str) -> None:
+def _server(kind: str, conn: Any, url: str, loop: str) -> None:
     pin(SERVER_CPU)
     if kind == "gateway":
         main = _serve_gateway(conn, url)
@@ -210,11 +214,11 @@ def _server(kind: str, conn: Any, url: str) -> None:
         main = _serve_sink(conn)
     profile = os.environ.get("BENCH_PROFILE")  # a path: cProfile of the server's main thread
     if not profile:
-        asyncio.run(main)
+        run_on_loop(main, loop)
         return
     import cProfile
 
-    cProfile.runctx("asyncio.run(main)", globals(), {"main": main, "asyncio": asyncio},
+    cProfile.runctx("run_on_loop(main, loop)", globals(), {"main": main, "loop": loop},
                     f"{profile}.{kind}")  # fmt: skip
 
 
@@ -281,11 +285,17 @@ def _profiled(pid: int, label: str) -> Any:
 
 
 def run(
-    kind: str, bodies: list[bytes], seq: list[bytes], clients: int, url: str, label: str = ""
+    kind: str,
+    bodies: list[bytes],
+    seq: list[bytes],
+    clients: int,
+    url: str,
+    label: str = "",
+    loop: str = "uvloop",
 ) -> dict:
     """Start one server process, drive it, stop it; the figures measured against it."""
     parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_server, args=(kind, child, url))
+    proc = mp.get_context("spawn").Process(target=_server, args=(kind, child, url, loop))
     proc.start()
     port = parent.recv()
     pin(LOAD_CPU)
@@ -343,6 +353,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--sequential", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=2, help="sink/gateway alternations; best kept")
+    ap.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every server here (default uvloop, as `serve`)",
+    )
     add_options(ap)
     args = ap.parse_args()
     sinks: list[dict] = []
@@ -354,7 +370,9 @@ def main() -> None:
               f" {args.rounds} rounds (best of each kept: the machine is shared)")  # fmt: skip
         for kind in dbs.kinds:
             print(f"  {dbs.describe(kind)}")
-        print(f"  {dbs.placement()}", flush=True)
+        print(f"  {dbs.placement()}")
+        print(f"  every server as `serve` runs: {args.loop}, its heap frozen once started",
+              flush=True)  # fmt: skip
         urls = {kind: dbs.url(kind, "smtp") for kind in dbs.kinds}  # one per kind, every round
         floor_urls = {(f, k): dbs.url(k, f"smtp-floor-{f}") for f in FLOORS for k in dbs.kinds}
         floors: dict[tuple[str, str], list[dict]] = {}
@@ -362,14 +380,14 @@ def main() -> None:
             base = rnd * 10**7  # fresh Message-IDs each round: no duplicates
             bodies = [message(base + n) for n in range(args.messages)]
             seq = [message(base + 10**6 + n) for n in range(args.sequential)]
-            sinks.append(run("sink", bodies, seq, args.clients, ""))
+            sinks.append(run("sink", bodies, seq, args.clients, "", loop=args.loop))
             for (floor, kind), url in floor_urls.items():
                 floors.setdefault((floor, kind), []).append(
-                    run(floor, bodies, seq, args.clients, url)
+                    run(floor, bodies, seq, args.clients, url, loop=args.loop)
                 )
             for kind, url in urls.items():
                 gws.setdefault(kind, []).append(
-                    run("gateway", bodies, seq, args.clients, url, f"{kind}-{rnd}")
+                    run("gateway", bodies, seq, args.clients, url, f"{kind}-{rnd}", args.loop)
                 )
             total += args.messages + args.sequential
         for kind, url in urls.items():
