@@ -97,11 +97,13 @@ class FloorProcess(Instance):
 
 def serve_floor(url: str, port: int, name: str) -> None:
     """Serve the floor on `port` until SIGTERM: aiohttp and the gateway's store (group commit
-    on `url`, whose schema the driver migrated), uvloop and a frozen startup heap as `serve`."""
+    on `url`, whose schema the driver migrated), uvloop, a frozen startup heap and the GIL's
+    quick hand-off as `serve`."""
     from aiohttp import web
 
     from bench.webhook import checked
     from gateway.cli import run_on_loop
+    from gateway.core.gil import quick_gil_handoff
     from gateway.core.heap import freeze_startup_heap
     from gateway.store.postgres import PostgresStore
 
@@ -121,6 +123,7 @@ def serve_floor(url: str, port: int, name: str) -> None:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         freeze_startup_heap()
+        quick_gil_handoff()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()

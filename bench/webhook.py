@@ -55,6 +55,7 @@ from bench.databases import (
 )
 from bench.loadgen import PATH, SID, TOKEN, drive
 from gateway.cli import run_on_loop
+from gateway.core.gil import quick_gil_handoff
 from gateway.core.heap import freeze_startup_heap
 from gateway.core.timeutil import iso, utcnow
 from gateway.store.postgres import PostgresStore
@@ -191,13 +192,16 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 async def measure(url: str, public_url: str, args: argparse.Namespace, tag: str) -> dict:
-    """`drive` with this process's heap frozen first, as `serve` freezes its own once started
-    (gateway.core.heap); every phase alike: the bare handler, the floors and the gateway."""
+    """`drive` with this process's heap frozen first and the GIL's quick hand-off, as `serve`
+    once started (gateway.core.heap, gateway.core.gil); every phase alike: the bare handler, the
+    floors and the gateway."""
     freeze_startup_heap()
+    switch = quick_gil_handoff()  # as `serve` too
     try:
         return await drive(url, public_url, args, tag)
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(switch)
 
 
 FLOORS = (("+ 1 row", one_row), ("+ incident rows", incident_rows), ("+ issue's checks", None))

@@ -107,6 +107,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(announce)
+    from gateway.core.gil import quick_gil_handoff
     from gateway.core.heap import freeze_startup_heap
     from gateway.web.listen import start_http
 
@@ -114,6 +115,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # run_app's own site has no per-address cap or header deadline: the guarded site does.
         runner, _site = await start_http(app, settings)
         freeze_startup_heap()  # started: what is alive now lives as long as the process
+        quick_gil_handoff()  # the event loop waits for a parsing thread 0.5 ms, not 5
         try:
             await asyncio.Event().wait()  # until SIGTERM/SIGINT (GracefulExit) cancels it
         finally:
