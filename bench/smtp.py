@@ -171,7 +171,9 @@ FLOORS = {"raw": "floor: raw row", "body": "floor: body parsed"}
 
 def first_text(raw: bytes) -> str:
     """The body an agent reads, the cheapest way the standard library gives it: compat32's
-    parse, the first text part decoded (no HTML, attachments or header checks)."""
+    parse (with Python 3.13's boundary matcher, which the floor process installs as the gateway
+    does on older Pythons), the first text part decoded (no HTML, attachments or header
+    checks)."""
     msg = BytesParser(policy=compat32).parsebytes(raw)
     for part in msg.walk():
         if part.get_content_maintype() == "text":
@@ -184,9 +186,11 @@ def first_text(raw: bytes) -> str:
 async def _serve_floor(conn: Any, url: str, body: bool) -> None:
     """The sink plus the raw message (and with `body`, its parsed text) group-committed in the
     gateway's store before the 250."""
+    from adapters.email import boundary
     from gateway.store.postgres import PostgresStore
     from gateway.store.sqlite import SqliteStore, sqlite_path
 
+    boundary.install()  # Python 3.13's boundary matcher, as the gateway parses (3.11, 3.12)
     sqlite = url.startswith("sqlite:///")
     store = SqliteStore(sqlite_path(url)) if sqlite else PostgresStore(url, instance="bench")
     await store.open()

@@ -18,6 +18,7 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy, compat32
 from typing import Any
 
+from adapters.email import boundary
 from adapters.email.html import html_to_text
 from adapters.email.parse import decode_bytes, decode_words, message_ids, plain_address
 from gateway.core.model import AttachmentIn
@@ -52,6 +53,8 @@ class _Registry(HeaderRegistry):
         return made
 
 
+# Every parse of a message with parts compiled a regular expression per boundary before 3.13.
+boundary.install()
 _REGISTRY = _Registry()
 HEADER_CLASSES = _REGISTRY  # for policies that build mail (adapters.email.send)
 

@@ -361,3 +361,28 @@ def test_mime_parsing_reads_what_the_default_policy_reads(raw: bytes) -> None:
         assert fast == extract_body(raw, 10_000)
     finally:
         body_module.parse_message = real
+
+
+@given(st.one_of(mime_messages(), mime_structures(), st.binary(max_size=2000)))
+def test_mime_parts_are_found_as_the_standard_parser_finds_them(raw: bytes) -> None:
+    """3.13's boundary matcher (adapters.email.boundary, installed on older Pythons) changes no
+    part, preamble, epilogue or defect the parser finds."""
+    from email import policy
+    from email.parser import BytesParser
+
+    from adapters.email import boundary
+
+    def parts(r: bytes) -> list[tuple[Any, ...]]:
+        msg = BytesParser(policy=policy.compat32).parsebytes(r)
+        return [
+            (p.get_content_type(), p.get_payload() if not p.is_multipart() else None,
+             p.preamble, p.epilogue, [type(d).__name__ for d in p.defects])
+            for p in msg.walk()
+        ]  # fmt: skip
+
+    ours = parts(raw)
+    boundary.uninstall()
+    try:
+        assert ours == parts(raw)
+    finally:
+        boundary.install()
