@@ -2,7 +2,8 @@
 and on PostgreSQL (`--db`, default both).
 
 Each server runs in its own process (pinned to CPU 0 when the machine allows, with the
-PostgreSQL server), the clients in this one (CPU 1): 50 concurrent persistent connections sending
+PostgreSQL server) as `serve` runs (uvloop, heap frozen once started, the GIL handed over after
+0.5 ms), the clients in this one (CPU 1): 50 concurrent persistent connections sending
 ~8 KB multipart messages, then one client sending one message at a time over one connection.
 Each round runs the sink, then on each database two floors and the gateway (one database per
 server and kind across the rounds); the best round of each is kept. The floors are the sink plus
