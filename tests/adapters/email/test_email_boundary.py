@@ -123,7 +123,12 @@ def test_messages_parse_to_the_same_parts(name: str, newline: str, close: str) -
         assert ours == theirs
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13's parser has the matcher itself")
-def test_the_gateway_parses_with_the_matcher_before_3_13() -> None:
+def test_the_gateway_parses_with_the_matcher_before_3_13_and_leaves_3_13_alone() -> None:
     assert body_module.boundary is boundary
-    assert isinstance(feedparser.re, boundary._FeedparserRe)
+    if sys.version_info >= (3, 13):  # its parser has the matcher itself
+        assert boundary.install() is False and feedparser.re is re
+        assert hasattr(feedparser, "boundaryendRE")
+    else:
+        assert isinstance(feedparser.re, boundary._FeedparserRe)
+        assert boundary.install() is True  # installing again changes nothing
+        assert isinstance(feedparser.re, boundary._FeedparserRe)
